@@ -1,0 +1,386 @@
+"""Cost model: FLOPs, memory, GPU-hours and dollars for each pipeline.
+
+Why: "is a fine-tune worth the GPU spend" needs the spend beside the score, before any
+GPU is rented (``advisor estimate``) and after a real run (estimated vs measured).
+Every number here is a documented rule of thumb; every price is overridable.
+
+Sources and assumptions
+-----------------------
+* Peak dense (no sparsity) tensor FLOP/s from NVIDIA datasheets, bf16 unless noted:
+  H100 SXM 989 T; A100 80GB 312 T; L40S 362 T; L4 121 T; A10G 125 T (the A10 datasheet
+  figure; AWS's A10G is a close variant, so treat it as approximate); T4 65 T (fp16 --
+  Turing has no bf16). Memory bandwidth from the same sheets: 3350, 2039, 864, 300, 600,
+  320 GB/s.
+* "CPU" is a stand-in for a generic 2-core cloud VM: 1e11 FLOP/s (fp32, AVX2-ish),
+  20 GB/s, 8 GB RAM, $0.10/h. Calibrate it by measurement; it is not a datasheet value.
+* $/hour are rough single-GPU on-demand list prices of 2024-25 clouds (they vary 2-3x
+  between providers); override them in task.yaml ``hardware.usd_per_hour``.
+* Training FLOPs: 6·N·D for full fine-tuning (Kaplan et al. 2020; Hoffmann et al. 2022
+  "Chinchilla": 2·N·D forward + 4·N·D backward). LoRA ≈ 4·N·D: frozen weights still need
+  activation gradients (2·N·D) but no weight gradients; the adapters' own FLOPs are
+  negligible. Hu et al. 2021 report LoRA at roughly 2/3 of full fine-tuning cost, which
+  4/6 matches.
+* Time = FLOPs / (peak × MFU). Default training MFU 0.35 (typical for well-fed single-GPU
+  bf16 training); inference MFU 0.4 for the compute-bound prefill. After a real run,
+  ``measured_mfu`` replaces the default.
+* Inference ≈ 2·N FLOPs per token. Prefill is compute-bound; each decode step reads all
+  weights once, so it is the slower of compute and memory bandwidth (a roofline) for a
+  server batching ``batch`` requests (default 16, a modestly loaded server).
+* Memory (decimal GB, 1e9 bytes): full fine-tune ≈ 16 bytes/param (bf16 weights 2 +
+  bf16 grads 2 + fp32 master 4 + Adam m, v 8; Rajbhandari et al. 2020 "ZeRO");
+  LoRA = 2 bytes/param frozen bf16 + 16 bytes/trainable param; QLoRA = ~0.55 bytes/param
+  (4-bit NF4 0.5 + quantisation constants + layers kept in bf16; Dettmers et al. 2023)
+  + 16 bytes/trainable param. Activations follow Korthikanti et al. 2022: ≈ 34·s·b·h bytes
+  per layer in 16-bit without the attention-score term (flash attention), or ≈ 2·s·b·h
+  per layer with full activation checkpointing.
+
+Pure: stdlib only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+GB = 1e9
+SECONDS_PER_HOUR = 3600.0
+FULL_FT_BYTES_PER_PARAM = 16.0
+ADAM_BYTES_PER_TRAINABLE = 16.0
+QLORA_BYTES_PER_PARAM = 0.55
+TRAIN_FLOPS_PER_PARAM_TOKEN = {"full": 6.0, "lora": 4.0, "qlora": 4.0}
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One accelerator (or CPU stand-in) with its price and expected utilisation."""
+
+    name: str
+    peak_flops: float  # dense FLOP/s at the training/inference precision
+    memory_gb: float
+    usd_per_hour: float
+    train_mfu: float = 0.35
+    infer_mfu: float = 0.4
+    mem_bw_gbs: float | None = None  # GB/s; None: decode treated as compute-bound
+
+    @property
+    def usd_per_second(self) -> float:
+        return self.usd_per_hour / SECONDS_PER_HOUR
+
+
+HARDWARE: dict[str, Hardware] = {
+    h.name: h
+    for h in (
+        Hardware("H100", 989e12, 80, 3.00, 0.35, 0.4, 3350),
+        Hardware("A100-80GB", 312e12, 80, 2.00, 0.35, 0.4, 2039),
+        Hardware("L40S", 362e12, 48, 1.50, 0.35, 0.4, 864),
+        Hardware("L4", 121e12, 24, 0.80, 0.35, 0.4, 300),
+        Hardware("A10G", 125e12, 24, 1.00, 0.35, 0.4, 600),
+        Hardware("T4", 65e12, 16, 0.53, 0.30, 0.35, 320),
+        Hardware("CPU", 1e11, 8, 0.10, 0.30, 0.30, 20),
+    )
+}
+
+
+def get_hardware(name: str, usd_per_hour: float | None = None) -> Hardware:
+    """Look up a card by name (case-insensitive), optionally overriding its price."""
+    key = {k.lower(): k for k in HARDWARE}.get(str(name).strip().lower())
+    if key is None:
+        raise ValueError(f"unknown hardware {name!r}; known: {', '.join(HARDWARE)}")
+    hw = HARDWARE[key]
+    if usd_per_hour is not None:
+        if usd_per_hour < 0:
+            raise ValueError("usd_per_hour must be >= 0")
+        hw = replace(hw, usd_per_hour=float(usd_per_hour))
+    return hw
+
+
+def _as_hw(hw: Hardware | str) -> Hardware:
+    return hw if isinstance(hw, Hardware) else get_hardware(hw)
+
+
+# --- training ---------------------------------------------------------------------------
+
+
+def train_flops(n_params: float, tokens: float, method: str = "lora") -> float:
+    """6·N·D for full fine-tuning, 4·N·D for LoRA/QLoRA (no frozen-weight gradients)."""
+    try:
+        k = TRAIN_FLOPS_PER_PARAM_TOKEN[method]
+    except KeyError:
+        raise ValueError(f"method must be one of {sorted(TRAIN_FLOPS_PER_PARAM_TOKEN)}") from None
+    return k * float(n_params) * float(tokens)
+
+
+def train_seconds(flops: float, hw: Hardware, mfu: float | None = None) -> float:
+    """Wall time = FLOPs / (peak × MFU); MFU defaults to the card's training MFU."""
+    u = hw.train_mfu if mfu is None else mfu
+    if u <= 0 or hw.peak_flops <= 0:
+        raise ValueError("MFU and peak FLOP/s must be > 0")
+    return float(flops) / (hw.peak_flops * u)
+
+
+def measured_mfu(
+    n_params: float, tokens: float, seconds: float, peak_flops: float, method: str = "lora"
+) -> float:
+    """The utilisation a real run achieved: model FLOPs / (seconds × peak)."""
+    if seconds <= 0 or peak_flops <= 0:
+        raise ValueError("seconds and peak_flops must be > 0")
+    return train_flops(n_params, tokens, method) / (seconds * peak_flops)
+
+
+# --- memory -------------------------------------------------------------------------------
+
+
+def activation_gb(
+    n_layers: int, hidden: int, seq_len: int, batch: int, bytes: float = 2, checkpointing: bool = False
+) -> float:
+    """Training activations: ≈ 17·bytes·s·b·h per layer (34·s·b·h at 16-bit, flash
+    attention, Korthikanti et al. 2022); ≈ bytes·s·b·h per layer with full checkpointing."""
+    per_unit = bytes if checkpointing else 17 * bytes
+    return n_layers * hidden * seq_len * batch * per_unit / GB
+
+
+def full_ft_memory_gb(n_params: float, activations_gb: float = 0.0) -> float:
+    """Mixed-precision Adam: ~16 bytes/param (weights, grads, fp32 master, m, v)."""
+    return n_params * FULL_FT_BYTES_PER_PARAM / GB + activations_gb
+
+
+def lora_memory_gb(n_params: float, trainable: float, activations_gb: float = 0.0) -> float:
+    """Frozen bf16 base (2 bytes/param) + 16 bytes per trainable adapter param."""
+    return (2.0 * n_params + ADAM_BYTES_PER_TRAINABLE * trainable) / GB + activations_gb
+
+
+def qlora_memory_gb(
+    n_params: float,
+    trainable: float,
+    activations_gb: float = 0.0,
+    bytes_per_param: float = QLORA_BYTES_PER_PARAM,
+) -> float:
+    """4-bit base (~0.55 bytes/param with constants) + 16 bytes per trainable param."""
+    return (bytes_per_param * n_params + ADAM_BYTES_PER_TRAINABLE * trainable) / GB + activations_gb
+
+
+def inference_memory_gb(n_params: float, bytes_per_param: float = 2) -> float:
+    """Weights only (KV cache and runtime overhead not included)."""
+    return n_params * bytes_per_param / GB
+
+
+# --- inference ----------------------------------------------------------------------------
+
+
+def inference_flops(n_params: float, prompt_tokens: float, output_tokens: float) -> float:
+    """≈ 2·N FLOPs per processed token (prompt and generated alike)."""
+    return 2.0 * n_params * (prompt_tokens + output_tokens)
+
+
+def request_seconds(
+    n_params: float,
+    prompt_tokens: float,
+    output_tokens: float,
+    hw: Hardware,
+    batch: int = 16,
+    bytes_per_param: float = 2,
+) -> float:
+    """Device-seconds one request occupies on a server batching ``batch`` requests.
+
+    Prefill: 2·N·p FLOPs at infer_mfu. Decode step for the whole batch: the slower of
+    compute (2·N·batch FLOPs) and reading the weights once (N·bytes / bandwidth); each
+    request pays 1/batch of every step.
+    """
+    if batch < 1:
+        raise ValueError("batch must be >= 1")
+    rate = hw.peak_flops * hw.infer_mfu
+    prefill = 2.0 * n_params * prompt_tokens / rate
+    step = 2.0 * n_params * batch / rate
+    if hw.mem_bw_gbs:
+        step = max(step, n_params * bytes_per_param / (hw.mem_bw_gbs * GB))
+    return prefill + output_tokens * step / batch
+
+
+def usd_per_request(
+    n_params: float,
+    prompt_tokens: float,
+    output_tokens: float,
+    hw: Hardware,
+    batch: int = 16,
+    bytes_per_param: float = 2,
+) -> float:
+    """Dollars for one request: its device-seconds at the card's hourly price."""
+    return request_seconds(n_params, prompt_tokens, output_tokens, hw, batch, bytes_per_param) * hw.usd_per_second
+
+
+def usd_per_1k(per_request_usd: float) -> float:
+    return 1000.0 * per_request_usd
+
+
+def monthly_usd(per_request_usd: float, requests_per_month: float) -> float:
+    return per_request_usd * requests_per_month
+
+
+def break_even_requests(
+    setup_usd_a: float, per_request_a: float, setup_usd_b: float, per_request_b: float
+) -> float | None:
+    """Requests after which the higher-setup, cheaper-per-request option is cheaper overall.
+
+    0.0 when both setups are equal and one option is cheaper per request (it wins from the
+    first request); None when the higher-setup option never catches up (its requests are
+    not cheaper) or the two cost the same forever.
+    """
+    if setup_usd_a == setup_usd_b:
+        return 0.0 if per_request_a != per_request_b else None
+    if setup_usd_a > setup_usd_b:
+        hi_setup, hi_per, lo_setup, lo_per = setup_usd_a, per_request_a, setup_usd_b, per_request_b
+    else:
+        hi_setup, hi_per, lo_setup, lo_per = setup_usd_b, per_request_b, setup_usd_a, per_request_a
+    if hi_per >= lo_per:
+        return None
+    return (hi_setup - lo_setup) / (lo_per - hi_per)
+
+
+# --- one pipeline, all numbers ---------------------------------------------------------------
+
+KINDS = ("baseline", "prompting", "rag", "finetune", "full_finetune")
+
+
+def estimate_pipeline_cost(
+    *,
+    kind: str,
+    n_params: float,
+    prompt_tokens: float,
+    output_tokens: float,
+    requests_per_month: float | None,
+    hw: Hardware,
+    train_tokens: float = 0,
+    trainable_params: float = 0,
+    measured_train_seconds: float | None = None,
+    measured_device: Hardware | str | None = None,
+    index_seconds: float = 0.0,
+    corpus_tokens: float = 0,
+    embed_params: float = 0,
+    query_tokens: float = 0,
+    n_layers: int | None = None,
+    hidden: int | None = None,
+    train_seq_len: int | None = None,
+    train_batch: int = 8,
+    batch: int = 16,
+) -> dict:
+    """Setup, per-request, monthly cost and memory of one pipeline as a plain dict.
+
+    baseline: embeddings + a scikit-learn classifier on the CPU stand-in; ``train_tokens``
+    are the train texts it embeds once (setup), ``prompt_tokens`` the text per request.
+    prompting: no setup. rag: index build (measured ``index_seconds``, else estimated from
+    ``corpus_tokens``) plus one query embedding per request (``query_tokens``, defaults to
+    the prompt length: an upper bound). finetune (LoRA) / full_finetune: training on ``hw``
+    from 4·N·D / 6·N·D; a measured run is compared with the estimate for the device it ran on.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    assumptions: list[str] = []
+    out: dict = {"kind": kind}
+    setup_seconds = 0.0
+    setup_hw = hw
+    serve_hw = hw
+    serve_params = n_params
+    extra_per_request = 0.0
+
+    if kind == "baseline":
+        serve_hw = setup_hw = HARDWARE["CPU"]
+        serve_params = embed_params or n_params
+        per_request = usd_per_request(serve_params, prompt_tokens, 0, serve_hw, batch=1, bytes_per_param=4)
+        setup_seconds = 2.0 * serve_params * train_tokens / (serve_hw.peak_flops * serve_hw.infer_mfu)
+        memory = inference_memory_gb(serve_params, 4)
+        assumptions.append(
+            "baseline: no LLM and no GPU; a sentence embedder on a 2-core CPU (fp32) plus a "
+            "scikit-learn classifier whose cost is negligible next to the embedding"
+        )
+        out["prompt_tokens"], out["output_tokens"] = prompt_tokens, 0
+    else:
+        per_request = usd_per_request(n_params, prompt_tokens, output_tokens, hw, batch=batch)
+        memory = inference_memory_gb(n_params)
+        out["prompt_tokens"], out["output_tokens"] = prompt_tokens, output_tokens
+        assumptions.append(
+            f"inference: 2·N FLOPs/token; prefill at {hw.infer_mfu:.0%} MFU, decode roofline "
+            f"for a batch of {batch} on {hw.name} at ${hw.usd_per_hour:.2f}/h"
+        )
+
+    if kind == "rag":
+        q = query_tokens or prompt_tokens
+        if embed_params:
+            embed_s = 2.0 * embed_params * q / (hw.peak_flops * hw.infer_mfu)
+            extra_per_request = embed_s * hw.usd_per_second
+            if not query_tokens:
+                assumptions.append("rag: query embedding priced at the full prompt length (upper bound)")
+        if index_seconds:
+            setup_seconds = float(index_seconds)
+            assumptions.append("rag: index build time measured, priced at the serving card's rate")
+        elif corpus_tokens and embed_params:
+            setup_seconds = 2.0 * embed_params * corpus_tokens / (hw.peak_flops * hw.infer_mfu)
+            assumptions.append("rag: index build estimated as 2·N_embed FLOPs per corpus token")
+        assumptions.append("rag: vector-store search time is small next to generation and not priced")
+        per_request += extra_per_request
+
+    if kind in ("finetune", "full_finetune"):
+        method = "lora" if kind == "finetune" else "full"
+        if kind == "finetune" and not trainable_params:
+            trainable_params = 0.01 * n_params
+            assumptions.append("finetune: trainable adapter params unknown; assumed 1% of the base model")
+        flops = train_flops(n_params, train_tokens, method)
+        est = train_seconds(flops, hw)
+        out["train_flops"] = flops
+        out["train_seconds_estimated"] = est
+        assumptions.append(
+            f"training: {'4' if method == 'lora' else '6'}·N·D FLOPs at {hw.train_mfu:.0%} MFU of "
+            f"{hw.peak_flops / 1e12:.0f} TFLOP/s ({hw.name})"
+        )
+        setup_seconds = est
+        if measured_train_seconds is not None and kind == "finetune":
+            mdev = _as_hw(measured_device) if measured_device is not None else hw
+            est_on_mdev = train_seconds(flops, mdev)
+            out["train_seconds_measured"] = float(measured_train_seconds)
+            out["measured_device"] = mdev.name
+            out["train_seconds_estimated_on_measured_device"] = est_on_mdev
+            out["estimate_error_pct"] = (
+                100.0 * (est_on_mdev - measured_train_seconds) / measured_train_seconds
+                if measured_train_seconds > 0
+                else None
+            )
+            if measured_train_seconds > 0 and flops > 0:
+                out["measured_mfu"] = flops / (measured_train_seconds * mdev.peak_flops)
+                if out["measured_mfu"] > 1.0:
+                    assumptions.append(
+                        f"measured MFU {out['measured_mfu']:.2f} > 1: {mdev.name}'s peak FLOP/s "
+                        "(or the token count) is understated; calibrate the hardware entry"
+                    )
+            if mdev.name == hw.name:
+                setup_seconds = float(measured_train_seconds)
+                assumptions.append(f"training: setup priced from the measured run on {hw.name}")
+        act = 0.0
+        if n_layers and hidden:
+            seq = train_seq_len or int(prompt_tokens + output_tokens)
+            act = activation_gb(n_layers, hidden, seq, train_batch)
+            assumptions.append(
+                f"activations: 34·s·b·h bytes/layer (s={seq}, b={train_batch}, flash attention)"
+            )
+        if kind == "finetune":
+            memory = lora_memory_gb(n_params, trainable_params, act)
+            out["qlora_memory_gb"] = qlora_memory_gb(n_params, trainable_params, act)
+        else:
+            memory = full_ft_memory_gb(n_params, act)
+            assumptions.append("full fine-tune: estimated only, never run")
+        out["serving_memory_gb"] = inference_memory_gb(n_params)
+    else:
+        out["serving_memory_gb"] = memory
+
+    on_gpu = kind != "baseline"
+    out.update(
+        device=serve_hw.name,
+        setup_seconds=setup_seconds,
+        setup_gpu_hours=setup_seconds / SECONDS_PER_HOUR if on_gpu else 0.0,
+        setup_usd=setup_seconds * setup_hw.usd_per_second,
+        usd_per_request=per_request,
+        usd_per_1k_requests=usd_per_1k(per_request),
+        monthly_usd=monthly_usd(per_request, requests_per_month) if requests_per_month is not None else None,
+        memory_gb=memory,
+        fits_memory=memory <= serve_hw.memory_gb,
+        assumptions=assumptions,
+    )
+    return out
+

@@ -1,0 +1,27 @@
+"""User-facing errors: one line, naming the file, the field and the fix.
+
+Everything a user can get wrong (a task file, a data file, a model name) raises `AdvisorError`;
+the CLI prints its message and exits 2 without a traceback. Programming errors stay exceptions.
+"""
+
+from __future__ import annotations
+
+
+class AdvisorError(Exception):
+    """A problem the user can fix; `str(err)` is the whole message."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, where: str | None = None, fix: str | None = None):
+        parts = [f"{where}: {message}" if where else message]
+        if fix:
+            parts.append(fix)
+        super().__init__("; ".join(p.rstrip(".") for p in parts) + ".")
+
+
+class Interrupted(Exception):
+    """Raised when a run is stopped by SIGINT/SIGTERM after finished work was saved."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"interrupted by signal {signum}")

@@ -1,0 +1,106 @@
+"""report.json (the contract), report.md and report.html, all rendered from the report dict.
+
+Everything written goes through `redact`, so a secret that leaked into an error message or a
+model output never reaches a file a team shares.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..environment import redact
+from ..stages import atomic_write_text
+
+NAMES = {"baseline": "Classical baseline", "prompting": "Prompting", "rag": "RAG", "finetune": "LoRA fine-tune"}
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def fmt_usd(x: float | None) -> str:
+    if x is None:
+        return "—"
+    if x == 0:
+        return "$0"
+    if abs(x) < 0.01:
+        return f"${x:.2g}"
+    return f"${x:,.2f}"
+
+
+def to_json(report: dict) -> str:
+    return redact(json.dumps(report, indent=2, ensure_ascii=False, default=str)) + "\n"
+
+
+def to_markdown(report: dict) -> str:
+    t, rec = report["task"], report["recommendation"]
+    lines = [
+        f"# advisor report: {t['name']}",
+        "",
+        f"- task type: **{t['type']}**, metric **{t['metric']}**, target ≥ **{t['target']}** "
+        f"({t['n_eval']} eval items, {t['n_train']} train, {t['n_corpus_docs']} corpus documents)",
+        f"- base model: **{report['base_model']}**; decoding: {t['decoding']}",
+        f"- created {report['created']}, advisor {report['advisor_version']}, "
+        f"{report['wall_seconds']} s on {report['environment'].get('device') or 'cpu'}",
+        "",
+        f"## Recommendation: **{rec['choice']}**",
+        "",
+    ]
+    lines += [f"- {r}" for r in rec.get("reasons", [])]
+    if rec.get("why_not"):
+        lines += ["", "Why not the others:", ""]
+        lines += [f"- **{k}**: {v}" for k, v in rec["why_not"].items()]
+    if rec.get("next_steps"):
+        lines += ["", "Next steps:", ""] + [f"- {s}" for s in rec["next_steps"]]
+    lines += [
+        "",
+        "## Pipelines",
+        "",
+        f"| pipeline | status | {t['metric']} | 95% CI | n | setup $ | $ / 1k requests | monthly $ | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, p in report["pipelines"].items():
+        c = p.get("cost") or {}
+        ci = p.get("ci")
+        ci_txt = f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "—"
+        note = p.get("reason", "") if p["status"] != "ok" else ("reused" if p.get("reused") else "")
+        lines.append(
+            f"| {NAMES.get(name, name)} | {p['status']} | {fmt(p.get('score'))} | {ci_txt} | {p.get('n', '—')} | "
+            f"{fmt_usd(c.get('setup_usd'))} | {fmt_usd(c.get('usd_per_1k_requests'))} | "
+            f"{fmt_usd(c.get('monthly_usd'))} | {note} |"
+        )
+    if report.get("comparisons"):
+        lines += ["", "## Paired comparisons", "", "| a | b | diff (b − a) | 95% CI | p | test |", "|---|---|---|---|---|---|"]
+        for c in report["comparisons"]:
+            ci = c.get("ci") or [None, None]
+            lines.append(
+                f"| {c['a_name']} | {c['b_name']} | {fmt(c['diff'])} | [{fmt(ci[0])}, {fmt(ci[1])}] | "
+                f"{fmt(c['p_value'], 4)} | {c['test']} |"
+            )
+    sel = report.get("base_model_selection") or []
+    if sel:
+        lines += ["", "## Base-model selection", "", "| model | zero-shot score | chosen |", "|---|---|---|"]
+        for r in sel:
+            lines.append(f"| {r['model']} | {fmt(r.get('score'))} | {'yes' if r.get('chosen') else ''} |")
+    full = (report.get("costs") or {}).get("full_finetune_estimate")
+    if full:
+        lines += [
+            "",
+            "## Full fine-tune (estimate only, never run)",
+            "",
+            f"- setup {fmt(full.get('setup_gpu_hours'), 4)} GPU-hours ≈ {fmt_usd(full.get('setup_usd'))}, "
+            f"memory ≈ {fmt(full.get('memory_gb'), 2)} GB",
+        ]
+    lines.append("")
+    return redact("\n".join(lines))
+
+
+def write_all(report: dict, out_dir: Path) -> None:
+    atomic_write_text(out_dir / "report.json", to_json(report))
+    atomic_write_text(out_dir / "report.md", to_markdown(report))
+    try:
+        from . import html
+    except ImportError:  # pragma: no cover - html rendering lands with the reports issue
+        return
+    atomic_write_text(out_dir / "report.html", redact(html.render(report)))

@@ -1,0 +1,100 @@
+"""The rich terminal report: recommendation first, then the evidence behind it."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from .files import NAMES, fmt, fmt_usd
+
+STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
+
+
+def _ci(ci) -> str:
+    return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "—"
+
+
+def recommendation_panel(report: dict) -> Panel:
+    rec = report["recommendation"]
+    t = report["task"]
+    choice = rec["choice"]
+    colour = "green" if rec.get("meets_target") else "yellow" if choice != "none" else "red"
+    title = NAMES.get(choice, choice) if choice != "none" else f"none meets the target (best: {rec.get('best')})"
+    body: list = [Text(f"{title}", style=f"bold {colour}"), Text("")]
+    body += [Text(f"• {r}") for r in rec.get("reasons", [])]
+    if rec.get("why_not"):
+        body.append(Text("\nWhy not the others", style="bold"))
+        body += [Text(f"• {NAMES.get(k, k)}: {v}") for k, v in rec["why_not"].items()]
+    if rec.get("next_steps"):
+        body.append(Text("\nNext steps", style="bold"))
+        body += [Text(f"• {s}") for s in rec["next_steps"]]
+    return Panel(Group(*body), title=f"Recommendation for {t['name']} ({t['metric']} ≥ {t['target']})",
+                 border_style=colour)
+
+
+def pipelines_table(report: dict) -> Table:
+    t = report["task"]
+    table = Table(title=f"Pipelines on {t['n_eval']} eval items (base model {report['base_model']})")
+    for col in ("pipeline", "status", t["metric"], "95% CI", "prompt tok", "seconds",
+                "setup $", "$ / 1k req", "monthly $", "note"):
+        table.add_column(col, justify="right" if col not in ("pipeline", "status", "note") else "left")
+    for name, p in report["pipelines"].items():
+        c, u = p.get("cost") or {}, p.get("usage") or {}
+        note = p.get("reason", "") if p["status"] != "ok" else ("reused" if p.get("reused") else "")
+        if p["status"] == "ok" and p.get("details", {}).get("variant"):
+            note = (note + " " + p["details"]["variant"]).strip()
+        mark = p.get("score")
+        score_txt = fmt(mark)
+        if mark is not None and mark >= t["target"]:
+            score_txt = f"[bold]{score_txt}[/bold]"
+        table.add_row(
+            NAMES.get(name, name), f"[{STYLE.get(p['status'], '')}]{p['status']}[/]", score_txt, _ci(p.get("ci")),
+            fmt(u.get("prompt_tokens_mean"), 0) if u.get("prompt_tokens_mean") else "—",
+            fmt((p.get("timings") or {}).get("total"), 1) if p.get("timings") else "—",
+            fmt_usd(c.get("setup_usd")), fmt_usd(c.get("usd_per_1k_requests")), fmt_usd(c.get("monthly_usd")),
+            note,
+        )
+    return table
+
+
+def comparisons_table(report: dict) -> Table | None:
+    comps = report.get("comparisons") or []
+    if not comps:
+        return None
+    table = Table(title="Paired comparisons (same eval items)")
+    for col in ("a", "b", "diff (b − a)", "95% CI", "p", "test", "significant"):
+        table.add_column(col)
+    for c in comps:
+        table.add_row(c["a_name"], c["b_name"], f"{c['diff']:+.3f}", _ci(c.get("ci")), fmt(c["p_value"], 4),
+                      c["test"], "yes" if c.get("significant") else "no")
+    return table
+
+
+def selection_table(report: dict) -> Table | None:
+    rows = report.get("base_model_selection") or []
+    if len(rows) < 2:
+        return None
+    table = Table(title="Base-model selection (zero-shot)")
+    for col in ("model", "score", "95% CI", "params", "chosen"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["model"], fmt(r.get("score")), _ci(r.get("ci")), f"{r.get('params', 0) / 1e6:.0f} M",
+                      "✓" if r.get("chosen") else "")
+    return table
+
+
+def render(report: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    for part in (selection_table(report), pipelines_table(report), comparisons_table(report)):
+        if part is not None:
+            console.print(part)
+    full = (report.get("costs") or {}).get("full_finetune_estimate")
+    if full:
+        console.print(
+            f"Full fine-tune (estimate, never run): {fmt(full.get('setup_gpu_hours'), 4)} GPU-h ≈ "
+            f"{fmt_usd(full.get('setup_usd'))}, ~{fmt(full.get('memory_gb'), 2)} GB "
+            f"on {report['costs']['hardware']['name']}"
+        )
+    console.print(recommendation_panel(report))

@@ -1,0 +1,97 @@
+"""Stage results on disk: atomic writes, keys that hash what a stage depends on, and reuse.
+
+A stage (base-model selection, a pipeline, the decision) is stored as JSON in the run folder
+under `stages/<name>.json` with its key. A later run reuses a stored result whose key matches,
+from its own folder or from the latest runs of the same task, so a run killed at minute 20
+resumes instead of starting again. Writes go to a temp file and are renamed into place: a kill
+-9 mid-write leaves the old file or none, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .data import content_hash
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def stage_key(name: str, **inputs: Any) -> str:
+    """Hash of everything a stage's result depends on (and the advisor version)."""
+    return content_hash({"stage": name, "advisor": __version__, **inputs})
+
+
+class StageStore:
+    def __init__(self, run_dir: Path, *, search: list[Path] = (), fresh: bool = False):
+        self.run_dir = run_dir
+        self.dir = run_dir / "stages"
+        self.search = [p for p in search if p.resolve() != run_dir.resolve()]
+        self.fresh = fresh
+        self.status: dict[str, str] = {}  # stage -> computed | reused
+
+    def _read(self, folder: Path, name: str, key: str) -> dict | None:
+        path = folder / "stages" / f"{name}.json"
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if stored.get("key") != key:
+            return None
+        return stored
+
+    def get(self, name: str, key: str) -> dict | None:
+        if self.fresh:
+            return None
+        for folder in [self.run_dir, *self.search]:
+            stored = self._read(folder, name, key)
+            if stored is None:
+                continue
+            if folder != self.run_dir:
+                self._copy_artifacts(folder, stored.get("artifacts", []))
+                atomic_write_json(self.dir / f"{name}.json", stored)
+            self.status[name] = "reused"
+            return stored["result"]
+        return None
+
+    def _copy_artifacts(self, folder: Path, artifacts: list[str]) -> None:
+        for rel in artifacts:
+            src, dst = folder / rel, self.run_dir / rel
+            if src.is_dir() and not dst.exists():
+                shutil.copytree(src, dst)
+            elif src.is_file() and not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+
+    def put(self, name: str, key: str, result: dict, artifacts: list[str] = ()) -> None:
+        atomic_write_json(self.dir / f"{name}.json", {"key": key, "result": result, "artifacts": list(artifacts)})
+        self.status[name] = "computed"
+
+
+def previous_runs(runs_root: Path, task_name: str, limit: int = 5) -> list[Path]:
+    """Latest run folders of a task (newest first), for stage reuse."""
+    if not runs_root.is_dir():
+        return []
+    found = [p for p in runs_root.glob(f"{task_name}-*") if (p / "stages").is_dir()]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:limit]

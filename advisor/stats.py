@@ -1,0 +1,318 @@
+"""Confidence intervals, paired tests and detectable differences for pipeline scores.
+
+Why this module exists: a recommendation that rests on point scores cannot be defended.
+Every score gets a 95 % interval, every comparison of two pipelines is *paired* (they are
+scored on the same eval items, which removes item difficulty from the noise), and when
+the eval set is too small to tell two pipelines apart we say how small a difference it
+could have seen (minimum detectable difference) and how many items a real answer needs.
+
+Choices, each the textbook one for its case:
+
+* 0/1 per-example scores (accuracy, exact match): Wilson score interval -- unlike the
+  Wald interval it stays inside [0, 1] and keeps its coverage near 0 and 1.
+* continuous per-example scores (token F1): BCa bootstrap (``scipy.stats.bootstrap``)
+  with a fixed seed so that reports are reproducible.
+* paired 0/1 scores: exact McNemar test (two-sided binomial test on discordant pairs),
+  with an exact interval for the difference conditional on the discordant count.
+* paired continuous scores: bootstrap CI of the mean difference, and a two-sided
+  *sign-flip permutation* p-value (under H0 each item's difference is as likely to be
+  +d as -d); exact enumeration when 2**n is small, Monte Carlo otherwise.
+
+Pure: numpy and scipy only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as _st
+
+__all__ = [
+    "PairedComparison",
+    "bootstrap_ci",
+    "is_binary",
+    "items_needed",
+    "mcnemar_exact",
+    "min_detectable_difference",
+    "paired_bootstrap",
+    "paired_compare",
+    "score_ci",
+    "wilson_ci",
+]
+
+ALPHA = 0.05
+# scipy >= 1.15 takes ``rng``; older versions only ``random_state``.
+_RNG_KW = "rng" if "rng" in inspect.signature(_st.bootstrap).parameters else "random_state"
+
+
+def _z(conf: float) -> float:
+    if not 0.0 < conf < 1.0:
+        raise ValueError(f"confidence level must be in (0, 1), got {conf}")
+    return float(_st.norm.ppf(0.5 + conf / 2.0))
+
+
+def _as_array(values: Sequence[float]) -> np.ndarray:
+    return np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
+
+
+def wilson_ci(successes: int, n: int, conf: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion; (0, 1) when n == 0 (we know nothing)."""
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return (0.0, 1.0)
+    z = _z(conf)
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    # Exact ends: with 0 (or n) successes the bound is exactly 0 (or 1), not 1e-17.
+    if successes == 0:
+        lo = 0.0
+    if successes == n:
+        hi = 1.0
+    return (lo, hi)
+
+
+def bootstrap_ci(
+    values: Sequence[float], conf: float = 0.95, seed: int = 0, n_resamples: int = 2000
+) -> tuple[float, float]:
+    """Bootstrap CI of the mean: BCa from 20 items up, percentile below (or if BCa fails).
+
+    BCa corrects the skew of bounded scores (F1 near 1), but its bias and acceleration
+    estimates are themselves noise on a handful of items, so tiny sets use the plain
+    percentile interval. Fewer than two values, or all values equal, give (mean, mean): a resample cannot
+    vary, and scipy would warn or return NaN. Empty input gives (nan, nan).
+    """
+    x = _as_array(values)
+    if x.size == 0:
+        return (math.nan, math.nan)
+    m = float(x.mean())
+    if x.size < 2 or float(np.ptp(x)) == 0.0:
+        return (m, m)
+    methods = ("BCa", "percentile") if x.size >= 20 else ("percentile",)
+    for method in methods:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = _st.bootstrap(
+                (x,),
+                lambda s, axis: np.mean(s, axis=axis),
+                vectorized=True,
+                confidence_level=conf,
+                n_resamples=n_resamples,
+                method=method,
+                batch=256,
+                **{_RNG_KW: np.random.default_rng(seed)},
+            )
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if math.isfinite(lo) and math.isfinite(hi):
+            return (min(lo, m), max(hi, m))
+    return (m, m)  # pragma: no cover - both methods degenerate only on constant data
+
+
+def is_binary(values: Sequence[float]) -> bool:
+    """True when every value is 0 or 1 (and there is at least one): Wilson/McNemar apply."""
+    x = _as_array(values)
+    return x.size > 0 and bool(np.all((x == 0.0) | (x == 1.0)))
+
+
+def score_ci(values: Sequence[float], conf: float = 0.95) -> tuple[float, float]:
+    """CI of a pipeline's mean score: Wilson for 0/1 scores, bootstrap otherwise."""
+    x = _as_array(values)
+    if is_binary(x):
+        return wilson_ci(int(x.sum()), int(x.size), conf)
+    return bootstrap_ci(x, conf)
+
+
+def _paired(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _as_array(a), _as_array(b)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(
+            f"paired scores must be aligned on the same items: got {x.size} and {y.size} values"
+        )
+    return x, y
+
+
+def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided exact McNemar p: binomial(0.5) test on the discordant pairs.
+
+    Items both pipelines get right (or wrong) carry no information about which is
+    better, so only the b (a right, b wrong) and c (a wrong, b right) counts matter.
+    """
+    x, y = _paired(a, b)
+    if not (is_binary(x) or x.size == 0) or not (is_binary(y) or y.size == 0):
+        raise ValueError("mcnemar_exact needs 0/1 scores")
+    n10 = int(np.sum((x == 1) & (y == 0)))
+    n01 = int(np.sum((x == 0) & (y == 1)))
+    n = n10 + n01
+    if n == 0:
+        return 1.0
+    p = 2.0 * float(_st.binom.cdf(min(n10, n01), n, 0.5))
+    return min(1.0, p)
+
+
+def _sign_flip_p(d: np.ndarray, seed: int, n_resamples: int) -> float:
+    """Two-sided p that the mean paired difference is 0 (sign-flip permutation test)."""
+    n = d.size
+    obs = abs(float(d.mean()))
+    if obs == 0.0:
+        return 1.0
+    tol = 1e-12 * max(1.0, obs)
+    if n <= 20 and 2**n <= max(n_resamples, 1024):
+        # Exact: all 2**n sign assignments (the identity is among them).
+        signs = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1
+        means = np.abs(signs @ d) / n
+        return float(np.mean(means >= obs - tol))
+    rng = np.random.default_rng(seed)
+    hits = 0
+    done = 0
+    while done < n_resamples:
+        k = min(1000, n_resamples - done)
+        signs = rng.integers(0, 2, size=(k, n)) * 2 - 1
+        hits += int(np.sum(np.abs(signs @ d) / n >= obs - tol))
+        done += k
+    # +1 / +1: the observed assignment counts as one permutation, so p is never 0.
+    return (hits + 1) / (n_resamples + 1)
+
+
+def paired_bootstrap(
+    a: Sequence[float],
+    b: Sequence[float],
+    seed: int = 0,
+    n_resamples: int = 5000,
+    conf: float = 0.95,
+) -> tuple[float, tuple[float, float], float]:
+    """Mean of b - a, its bootstrap CI (resampling items), and a sign-flip permutation p.
+
+    The CI comes from the bootstrap; the p-value from the sign-flip permutation test,
+    which is exact for small n and needs no normality assumption.
+    """
+    x, y = _paired(a, b)
+    if x.size == 0:
+        raise ValueError("no paired items to compare")
+    d = y - x
+    diff = float(d.mean())
+    ci = bootstrap_ci(d, conf=conf, seed=seed, n_resamples=min(n_resamples, 2000))
+    return diff, ci, _sign_flip_p(d, seed, n_resamples)
+
+
+def _mcnemar_ci(x: np.ndarray, y: np.ndarray, conf: float) -> tuple[float, tuple[float, float]]:
+    """mean(y) - mean(x) = (c - b) / n; CI from the exact CI of c / (b + c)."""
+    n10 = int(np.sum((x == 1) & (y == 0)))
+    n01 = int(np.sum((x == 0) & (y == 1)))
+    nd, n = n10 + n01, x.size
+    diff = (n01 - n10) / n
+    if nd == 0:
+        return diff, (0.0, 0.0)
+    ci = _st.binomtest(n01, nd, 0.5).proportion_ci(confidence_level=conf, method="exact")
+    scale = nd / n
+    return diff, (scale * (2 * ci.low - 1), scale * (2 * ci.high - 1))
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Pipeline b against pipeline a on the same items. diff = mean(b) - mean(a)."""
+
+    a_name: str
+    b_name: str
+    n: int
+    diff: float
+    ci: tuple[float, float]
+    p_value: float
+    test: str  # "mcnemar-exact" | "paired-bootstrap"
+    significant: bool
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ci"] = [float(self.ci[0]), float(self.ci[1])]
+        return d
+
+
+def paired_compare(
+    a: Sequence[float],
+    b: Sequence[float],
+    names: tuple[str, str] = ("a", "b"),
+    alpha: float = ALPHA,
+    seed: int = 0,
+) -> PairedComparison:
+    """Compare two pipelines item by item; diff = mean(b) - mean(a).
+
+    0/1 scores: exact McNemar p, and an exact CI conditional on the discordant count
+    (Clopper-Pearson on the split of discordant pairs, scaled to a difference in means),
+    so that the interval excludes 0 exactly when p < alpha -- a bootstrap interval would
+    not (with all discordant pairs one way it never crosses 0). Continuous scores: paired
+    bootstrap CI and sign-flip p. Raises ValueError on misaligned input.
+    """
+    x, y = _paired(a, b)
+    if x.size == 0:
+        raise ValueError("no paired items to compare")
+    if is_binary(x) and is_binary(y):
+        diff, ci = _mcnemar_ci(x, y, 1 - alpha)
+        p, test = mcnemar_exact(x, y), "mcnemar-exact"
+    else:
+        diff, ci, p = paired_bootstrap(x, y, seed=seed)
+        test = "paired-bootstrap"
+    return PairedComparison(
+        a_name=names[0],
+        b_name=names[1],
+        n=int(x.size),
+        diff=diff,
+        ci=ci,
+        p_value=float(p),
+        test=test,
+        significant=bool(p < alpha),
+    )
+
+
+def _sd_of_difference(baseline: float, paired_sd: float | None) -> float:
+    if paired_sd is not None:
+        if paired_sd < 0:
+            raise ValueError("paired_sd must be >= 0")
+        return float(paired_sd)
+    # Clip so that a perfect (or zero) score does not claim every difference is detectable.
+    p = min(max(baseline, 0.05), 0.95)
+    return math.sqrt(2.0 * p * (1.0 - p))
+
+
+def min_detectable_difference(
+    n: int,
+    baseline: float = 0.5,
+    alpha: float = ALPHA,
+    power: float = 0.8,
+    paired_sd: float | None = None,
+) -> float:
+    """Smallest true difference a two-sided test at this n detects with the given power.
+
+    MDD = (z_{1-alpha/2} + z_{power}) * sd / sqrt(n), where sd is the standard deviation of
+    one item's score difference. Given ``paired_sd`` (measured from the per-item
+    differences) it is used as is. Otherwise, for proportions near ``baseline`` we assume
+    the two pipelines' errors are independent: sd = sqrt(2 p (1 - p)), with p clipped to
+    [0.05, 0.95]. Real pipelines agree on most items, so this is conservative (it
+    overstates the MDD); it is the right default before any paired data exists.
+    """
+    if n <= 0:
+        return math.inf
+    z = _z(1 - alpha) + float(_st.norm.ppf(power))
+    return z * _sd_of_difference(baseline, paired_sd) / math.sqrt(n)
+
+
+def items_needed(
+    diff: float,
+    baseline: float = 0.5,
+    alpha: float = ALPHA,
+    power: float = 0.8,
+    paired_sd: float | None = None,
+) -> int:
+    """Eval items needed to detect ``diff`` (the inverse of min_detectable_difference)."""
+    diff = abs(diff)
+    if diff == 0.0:
+        raise ValueError("cannot size an eval set to detect a zero difference")
+    z = _z(1 - alpha) + float(_st.norm.ppf(power))
+    return max(1, math.ceil((z * _sd_of_difference(baseline, paired_sd) / diff) ** 2))

@@ -1,0 +1,224 @@
+"""The one generator every pipeline shares: batched greedy generation and label scoring.
+
+Sharing it is what makes the comparison fair (same chat template, same decoding, same token
+accounting) and what makes the tool fast: prompts are tokenised once, sorted by length so each
+batch pads little, left-padded, and run under `torch.inference_mode`.
+
+Classification with `choices` decoding ranks each label by the log-likelihood of
+"<label><end of turn>" after the prompt: one forward pass over the prompt, whose KV cache is then
+shared by every label in a single batched pass. That is how evaluation harnesses score multiple
+choice, and how a deployment would constrain the output.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from .base import Prediction, ProgressFn, no_progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from advisor.models import LoadedLLM
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+
+
+@dataclass
+class ChoiceResult:
+    label: str
+    logprobs: list[float]  # one per choice, in the order given
+    prompt_tokens: int
+
+
+def length_batches(lengths: Sequence[int], max_batch: int, max_tokens: int) -> list[list[int]]:
+    """Indices grouped longest-first into batches bounded by count and padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        longest = lengths[cur[0]] if cur else lengths[i]
+        if cur and (len(cur) >= max_batch or longest * (len(cur) + 1) > max_tokens):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+class Generator:
+    def __init__(
+        self,
+        llm: "LoadedLLM",
+        *,
+        batch_size: int = 16,
+        max_batch_tokens: int = 8192,
+        progress: ProgressFn = no_progress,
+    ):
+        self.llm = llm
+        self.tok = llm.tokenizer
+        self.model = llm.model
+        self.device = llm.device
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.progress = progress
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096) or 4096)
+
+    # ---------------------------------------------------------------- tokenisation
+    def render(self, messages: Messages) -> str:
+        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def encode(self, prompts: Sequence[Messages], reserve: int = 0) -> list[list[int]]:
+        """Token ids of each rendered prompt (the template already holds the special tokens).
+
+        Prompts longer than the context keep their end (the question) and lose their start.
+        """
+        texts = [self.render(m) for m in prompts]
+        ids = self.tok(texts, add_special_tokens=False)["input_ids"]
+        limit = self.max_context - reserve
+        return [x[-limit:] if len(x) > limit else x for x in ids]
+
+    def _pad(self, seqs: list[list[int]]):
+        import torch
+
+        width = max(len(s) for s in seqs)
+        pad = self.tok.pad_token_id
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[r, width - len(s):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ---------------------------------------------------------------- generation
+    def generate(
+        self, prompts: Sequence[Messages], max_new_tokens: int, desc: str = "generating"
+    ) -> list[Generation]:
+        import torch
+
+        encoded = self.encode(prompts, reserve=max_new_tokens)
+        results: list[Generation | None] = [None] * len(encoded)
+        eos = self.tok.eos_token_id
+        done = 0
+        self.progress(desc, 0, len(encoded))
+        budget = max(self.max_batch_tokens, max(len(e) for e in encoded) + max_new_tokens) if encoded else 0
+        for batch in length_batches([len(e) + max_new_tokens for e in encoded], self.batch_size, budget):
+            ids, mask = self._pad([encoded[i] for i in batch])
+            with torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=self.tok.pad_token_id,
+                    eos_token_id=eos,
+                )
+            new = out[:, ids.shape[1]:].tolist()
+            for row, i in enumerate(batch):
+                toks = new[row]
+                n = toks.index(eos) if eos in toks else len(toks)
+                text = self.tok.decode(toks[:n], skip_special_tokens=True).strip()
+                results[i] = Generation(text, len(encoded[i]), min(n + 1, len(toks)))
+            done += len(batch)
+            self.progress(desc, done, len(encoded))
+        return results  # type: ignore[return-value]
+
+    # ---------------------------------------------------------------- label scoring
+    def choice_ids(self, choices: Sequence[str]) -> list[list[int]]:
+        end = self.tok.eos_token_id
+        return [self.tok(c, add_special_tokens=False)["input_ids"] + [end] for c in choices]
+
+    def score_choices(
+        self, prompts: Sequence[Messages], choices: Sequence[str], desc: str = "scoring labels"
+    ) -> list[ChoiceResult]:
+        import torch
+
+        encoded = self.encode(prompts, reserve=8)
+        cids = self.choice_ids(choices)
+        n_choices, width = len(cids), max(len(c) for c in cids)
+        cont = torch.full((n_choices, width), self.tok.pad_token_id, dtype=torch.long)
+        cmask = torch.zeros((n_choices, width), dtype=torch.long)
+        for r, c in enumerate(cids):
+            cont[r, : len(c)] = torch.tensor(c)
+            cmask[r, : len(c)] = 1
+        cont, cmask = cont.to(self.device), cmask.to(self.device)
+        results: list[ChoiceResult | None] = [None] * len(encoded)
+        # the shared cache is copied once per choice: bound rows x prompt length, not just rows
+        budget = max(self.max_batch_tokens * 2 // max(1, n_choices), 1)
+        batches = length_batches([len(e) for e in encoded], self.batch_size, budget)
+        done = 0
+        self.progress(desc, 0, len(encoded))
+        for batch in batches:
+            ids, mask = self._pad([encoded[i] for i in batch])
+            scores = self._score_batch(ids, mask, cont, cmask)
+            for row, i in enumerate(batch):
+                lp = scores[row]
+                best = max(range(n_choices), key=lambda j: lp[j])
+                results[i] = ChoiceResult(choices[best], lp, len(encoded[i]))
+            done += len(batch)
+            self.progress(desc, done, len(encoded))
+        return results  # type: ignore[return-value]
+
+    def _score_batch(self, ids, mask, cont, cmask) -> list[list[float]]:
+        import torch
+
+        b, n_choices, width = ids.shape[0], cont.shape[0], cont.shape[1]
+        with torch.inference_mode():
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+            first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # [b, V]
+            lp = first[:, cont[:, 0]]  # [b, C]: log p(first token of each choice)
+            if width > 1:
+                cache = out.cache
+                cache.batch_repeat_interleave(n_choices)
+                rows = cont.repeat(b, 1)  # [b*C, W]
+                rmask = cmask.repeat(b, 1)
+                full_mask = torch.cat([mask.repeat_interleave(n_choices, 0), rmask[:, :-1]], dim=1)
+                start = mask.sum(-1).repeat_interleave(n_choices)[:, None]
+                cpos = start + torch.arange(width - 1, device=ids.device)[None, :]
+                out2 = self.model(
+                    input_ids=rows[:, :-1], attention_mask=full_mask, position_ids=cpos,
+                    cache=cache, use_cache=True,
+                )
+                logp = torch.log_softmax(out2.logits.float(), dim=-1)  # [b*C, W-1, V]
+                nxt = logp.gather(-1, rows[:, 1:, None]).squeeze(-1) * rmask[:, 1:]
+                lp = lp + nxt.sum(-1).view(b, n_choices)
+        return lp.tolist()
+
+
+def answer(
+    gen: Generator,
+    prompts: Sequence[Messages],
+    ids: Sequence[str],
+    *,
+    decoding: str,
+    labels: Sequence[str] | None,
+    max_new_tokens: int,
+    desc: str,
+) -> list[Prediction]:
+    """Predictions with the task's decoding: label scoring (choices) or free generation."""
+    if decoding == "choices":
+        if not labels:
+            raise ValueError("choices decoding needs labels")
+        scored = gen.score_choices(prompts, labels, desc=desc)
+        return [
+            Prediction(i, r.label, r.prompt_tokens, len(gen.choice_ids([r.label])[0]),
+                       extra={"label_logprobs": [round(x, 4) for x in r.logprobs]})
+            for i, r in zip(ids, scored)
+        ]
+    gens = gen.generate(prompts, max_new_tokens, desc=desc)
+    return [Prediction(i, g.text, g.prompt_tokens, g.output_tokens) for i, g in zip(ids, gens)]
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0

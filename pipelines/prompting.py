@@ -1,0 +1,162 @@
+"""Prompting: zero-shot and few-shot, with the prompt builder every LLM pipeline shares.
+
+Demonstrations are given as prior chat turns (user: input, assistant: answer): FIELD-NOTES
+measured that a small model copies labels from turns but not from a block of text. Which
+variant (zero- or few-shot) is used is chosen on a held-out slice of the *train* set, never on
+the eval set, because prompt choices move a 135M model by ~20 points and choosing on the test
+set would flatter prompting.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Sequence
+
+from .base import PipelineOutput, RunContext
+from .generation import Messages, answer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from advisor.data import Example
+    from advisor.spec import TaskSpec
+
+DEV_SLICE = 32  # held-out train items used to choose between prompt variants
+
+
+def system_prompt(spec: "TaskSpec", labels: Sequence[str] | None, *, with_context: bool = False) -> str:
+    parts = [spec.instructions.strip()] if spec.instructions.strip() else []
+    if spec.type == "classification" and labels:
+        parts.append("Answer with exactly one label from this list: " + ", ".join(labels) + ".")
+    elif spec.type == "qa":
+        if with_context:
+            parts.append("Answer from the numbered passages. Reply with the shortest exact phrase from them.")
+        else:
+            parts.append("Reply with the shortest possible answer: a few words, no sentence.")
+    return "\n".join(parts) or "Answer the user's input."
+
+
+def format_context(passages: Sequence[tuple[str, str]]) -> str:
+    """Numbered passages: [(title, text), ...] -> text block."""
+    lines = []
+    for i, (title, text) in enumerate(passages, start=1):
+        head = f"[{i}] {title}: " if title else f"[{i}] "
+        lines.append(head + text.strip())
+    return "\n\n".join(lines)
+
+
+def build_messages(
+    spec: "TaskSpec",
+    labels: Sequence[str] | None,
+    query: str,
+    *,
+    demos: Sequence["Example"] = (),
+    passages: Sequence[tuple[str, str]] | None = None,
+) -> Messages:
+    msgs: Messages = [{"role": "system", "content": system_prompt(spec, labels, with_context=bool(passages))}]
+    for d in demos:
+        msgs.append({"role": "user", "content": d.input})
+        msgs.append({"role": "assistant", "content": d.expected[0]})
+    if passages:
+        user = f"Passages:\n{format_context(passages)}\n\nQuestion: {query}"
+    else:
+        user = query
+    msgs.append({"role": "user", "content": user})
+    return msgs
+
+
+def pick_demos(pool: Sequence["Example"], k: int, *, balanced: bool, seed: int) -> list["Example"]:
+    """k deterministic demonstrations; for classification, round-robin over labels."""
+    if k <= 0 or not pool:
+        return []
+    rng = random.Random(seed)
+    if not balanced:
+        return rng.sample(list(pool), min(k, len(pool)))
+    by_label: dict[str, list] = defaultdict(list)
+    for e in pool:
+        by_label[e.label].append(e)
+    for group in by_label.values():
+        rng.shuffle(group)
+    order = sorted(by_label)
+    rng.shuffle(order)
+    picked: list = []
+    while len(picked) < min(k, len(pool)):
+        for lab in order:
+            if by_label[lab] and len(picked) < k:
+                picked.append(by_label[lab].pop())
+    rng.shuffle(picked)
+    return picked
+
+
+def split_dev(train: Sequence["Example"], seed: int, size: int = DEV_SLICE) -> tuple[list, list]:
+    """(pool, dev): a seeded held-out slice of the train set for choosing prompt variants."""
+    items = list(train)
+    random.Random(seed).shuffle(items)
+    if len(items) < size + 4:
+        return items, []
+    return items[size:], items[:size]
+
+
+class PromptingPipeline:
+    name = "prompting"
+
+    def __init__(self, *, variant: str | None = None):
+        self.forced_variant = variant  # "zero-shot" | "few-shot" | None (choose on dev slice)
+
+    def prepare(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        spec, data = ctx.spec, ctx.data
+        self.labels = data.labels
+        train = data.train.examples if data.train else []
+        pool, dev = split_dev(train, spec.seed)
+        self.demos = pick_demos(pool, spec.prompting.shots, balanced=spec.type == "classification", seed=spec.seed)
+        self.variants = {"zero-shot": []}
+        if self.demos:
+            self.variants[f"{len(self.demos)}-shot"] = self.demos
+        self.dev_scores: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if self.forced_variant:
+            self.variant = "zero-shot" if self.forced_variant == "zero-shot" else list(self.variants)[-1]
+            self.why = "forced"
+        elif len(self.variants) == 1:
+            self.variant, self.why = "zero-shot", "no train set for demonstrations" if not train else "shots: 0"
+        elif not dev:
+            self.variant, self.why = list(self.variants)[-1], "train set too small for a dev slice; using few-shot"
+        else:
+            from advisor.metrics import score
+
+            for name, demos in self.variants.items():
+                preds = self._run(dev, demos, desc=f"prompting: choosing variant ({name}, dev)")
+                s = score(spec.type, [p.output for p in preds], [e.expected for e in dev], self.labels,
+                          constrained=spec.decoding == "choices")
+                self.dev_scores[name] = round(s.metrics[spec.metric], 4)
+            self.variant = max(self.variants, key=lambda v: (self.dev_scores[v], v == "zero-shot"))
+            self.why = f"best on {len(dev)} held-out train items"
+        self.select_seconds = time.perf_counter() - t0
+
+    def _run(self, examples: Sequence["Example"], demos, desc: str):
+        spec = self.ctx.spec
+        prompts = [build_messages(spec, self.labels, e.input, demos=demos) for e in examples]
+        return answer(
+            self.ctx.generator, prompts, [e.id for e in examples], decoding=spec.decoding,
+            labels=self.labels, max_new_tokens=spec.max_new_tokens, desc=desc,
+        )
+
+    def predict(self, examples: list["Example"]) -> PipelineOutput:
+        t0 = time.perf_counter()
+        preds = self._run(examples, self.variants[self.variant], desc=f"prompting ({self.variant})")
+        secs = time.perf_counter() - t0
+        n = max(1, len(preds))
+        return PipelineOutput(
+            preds,
+            timings={"select_variant": round(self.select_seconds, 3), "predict": round(secs, 3)},
+            usage={
+                "prompt_tokens_mean": sum(p.prompt_tokens for p in preds) / n,
+                "output_tokens_mean": sum(p.output_tokens for p in preds) / n,
+            },
+            details={
+                "variant": self.variant, "variant_reason": self.why, "dev_scores": self.dev_scores,
+                "shots": len(self.variants[self.variant]),
+                "demo_ids": [d.id for d in self.variants[self.variant]],
+            },
+        )

@@ -1,0 +1,270 @@
+"""cost.py against hand calculations (numbers worked out in the comments)."""
+
+import json
+
+import pytest
+
+from advisor import cost
+from advisor.cost import (
+    HARDWARE,
+    Hardware,
+    activation_gb,
+    break_even_requests,
+    estimate_pipeline_cost,
+    full_ft_memory_gb,
+    get_hardware,
+    inference_flops,
+    inference_memory_gb,
+    lora_memory_gb,
+    measured_mfu,
+    monthly_usd,
+    qlora_memory_gb,
+    request_seconds,
+    train_flops,
+    train_seconds,
+    usd_per_1k,
+    usd_per_request,
+)
+
+# A round-number card: 1 TFLOP/s peak, 50 % MFU -> 5e11 FLOP/s effective; $3.60/h = $0.001/s.
+X = Hardware("X", peak_flops=1e12, memory_gb=10, usd_per_hour=3.6, train_mfu=0.5, infer_mfu=0.5)
+X_BW = Hardware("XBW", 1e12, 10, 3.6, 0.5, 0.5, mem_bw_gbs=100)
+
+
+# --- hardware table -------------------------------------------------------------------------
+
+
+def test_table_has_the_documented_cards_and_datasheet_peaks():
+    assert set(HARDWARE) == {"H100", "A100-80GB", "L40S", "L4", "A10G", "T4", "CPU"}
+    peaks = {k: v.peak_flops / 1e12 for k, v in HARDWARE.items()}
+    assert peaks == {"H100": 989, "A100-80GB": 312, "L40S": 362, "L4": 121, "A10G": 125, "T4": 65, "CPU": 0.1}
+    assert HARDWARE["H100"].memory_gb == 80 and HARDWARE["T4"].memory_gb == 16
+    assert HARDWARE["CPU"].usd_per_hour == 0.10
+    for hw in HARDWARE.values():
+        assert 0 < hw.train_mfu < 1 and 0 < hw.infer_mfu < 1 and hw.usd_per_hour > 0
+
+
+def test_get_hardware_is_case_insensitive_and_overridable():
+    assert get_hardware("h100") is HARDWARE["H100"]
+    assert get_hardware(" a100-80gb ").name == "A100-80GB"
+    cheap = get_hardware("L4", usd_per_hour=0.5)
+    assert cheap.usd_per_hour == 0.5 and cheap.peak_flops == 121e12
+    assert HARDWARE["L4"].usd_per_hour == 0.80  # the table is not mutated
+
+
+def test_get_hardware_unknown_lists_known_names():
+    with pytest.raises(ValueError, match="H100.*T4"):
+        get_hardware("TPUv5")
+    with pytest.raises(ValueError):
+        get_hardware("H100", usd_per_hour=-1)
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def test_train_flops_6nd_and_4nd():
+    assert train_flops(1e9, 1e6, "full") == 6e15
+    assert train_flops(1e9, 1e6, "lora") == 4e15
+    assert train_flops(1e9, 1e6, "qlora") == 4e15
+    assert train_flops(1e9, 1e6, "lora") / train_flops(1e9, 1e6, "full") == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        train_flops(1e9, 1e6, "adapter")
+
+
+def test_train_seconds_uses_card_mfu_unless_given():
+    # 4e15 / (989e12 * 0.35) = 11.556 s
+    assert train_seconds(4e15, HARDWARE["H100"]) == pytest.approx(11.5558, rel=1e-4)
+    assert train_seconds(4e15, HARDWARE["H100"], mfu=0.5) == pytest.approx(4e15 / 494.5e12)
+    assert train_seconds(4e15, X) == 8000.0
+    with pytest.raises(ValueError):
+        train_seconds(1.0, X, mfu=0)
+
+
+def test_measured_mfu_round_trips_with_train_seconds():
+    # 4e15 / (20 s * 989e12) = 0.2022
+    u = measured_mfu(1e9, 1e6, 20.0, 989e12, "lora")
+    assert u == pytest.approx(0.20222, rel=1e-4)
+    assert train_seconds(train_flops(1e9, 1e6), HARDWARE["H100"], mfu=u) == pytest.approx(20.0)
+    with pytest.raises(ValueError):
+        measured_mfu(1e9, 1e6, 0.0, 989e12)
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+def test_memory_rules_of_thumb_for_a_7b_model():
+    assert full_ft_memory_gb(7e9) == pytest.approx(112.0)  # 16 bytes/param
+    assert full_ft_memory_gb(7e9, activations_gb=5) == pytest.approx(117.0)
+    assert lora_memory_gb(7e9, 20e6) == pytest.approx(14.32)  # 14 + 0.32
+    assert qlora_memory_gb(7e9, 20e6) == pytest.approx(4.17)  # 3.85 + 0.32
+    assert qlora_memory_gb(7e9, 0, bytes_per_param=0.5) == pytest.approx(3.5)
+    assert inference_memory_gb(7e9) == pytest.approx(14.0)
+    assert inference_memory_gb(7e9, 4) == pytest.approx(28.0)
+
+
+def test_activation_rule_of_thumb():
+    # 24 layers * 1024 * 512 * 8 * 34 bytes = 3,422,552,064 bytes
+    assert activation_gb(24, 1024, 512, 8) == pytest.approx(3.422552064)
+    assert activation_gb(24, 1024, 512, 8, checkpointing=True) == pytest.approx(3.422552064 * 2 / 34)
+    assert activation_gb(24, 1024, 512, 8, bytes=4) == pytest.approx(2 * 3.422552064)
+
+
+# --- inference ------------------------------------------------------------------------------
+
+
+def test_inference_flops():
+    assert inference_flops(1e9, 100, 20) == 2.4e11
+
+
+def test_request_seconds_compute_bound():
+    # prefill 2e9*100/5e11 = 0.4 s; decode step 2e9/5e11 = 0.004 s * 10 tokens = 0.04 s
+    assert request_seconds(1e9, 100, 10, X, batch=1) == pytest.approx(0.44)
+    # batching does not change a compute-bound cost per request
+    assert request_seconds(1e9, 100, 10, X, batch=16) == pytest.approx(0.44)
+
+
+def test_request_seconds_memory_bound_decode_roofline():
+    # weights 2e9 bytes / 100 GB/s = 0.02 s per step
+    assert request_seconds(1e9, 100, 10, X_BW, batch=1) == pytest.approx(0.4 + 10 * 0.02)
+    # batch 4: compute 0.016 < memory 0.02 -> 10 * 0.02 / 4
+    assert request_seconds(1e9, 100, 10, X_BW, batch=4) == pytest.approx(0.4 + 0.05)
+    # batch 16: compute 0.064 > memory 0.02 -> 10 * 0.064 / 16
+    assert request_seconds(1e9, 100, 10, X_BW, batch=16) == pytest.approx(0.44)
+    with pytest.raises(ValueError):
+        request_seconds(1e9, 1, 1, X, batch=0)
+
+
+def test_dollars_per_request_per_1k_and_month():
+    per = usd_per_request(1e9, 100, 10, X, batch=1)
+    assert per == pytest.approx(0.00044)  # 0.44 s * $0.001/s
+    assert usd_per_1k(per) == pytest.approx(0.44)
+    assert monthly_usd(per, 100_000) == pytest.approx(44.0)
+
+
+# --- break-even -----------------------------------------------------------------------------
+
+
+def test_break_even_hand_value_and_symmetry():
+    # $100 more setup, $0.005 cheaper per request -> 20,000 requests
+    assert break_even_requests(0, 0.01, 100, 0.005) == pytest.approx(20_000)
+    assert break_even_requests(100, 0.005, 0, 0.01) == pytest.approx(20_000)
+    assert break_even_requests(10, 0.01, 30, 0.006) == pytest.approx(5_000)
+
+
+def test_break_even_never_or_immediately():
+    assert break_even_requests(0, 0.01, 100, 0.01) is None  # same per request: never
+    assert break_even_requests(0, 0.01, 100, 0.02) is None  # dearer per request: never
+    assert break_even_requests(5, 0.01, 5, 0.02) == 0.0  # same setup: cheaper wins at once
+    assert break_even_requests(5, 0.01, 5, 0.01) is None
+
+
+# --- estimate_pipeline_cost -----------------------------------------------------------------
+
+COMMON = dict(n_params=1e9, prompt_tokens=100, output_tokens=10, requests_per_month=1000, hw=X, batch=1)
+KEYS = {"setup_gpu_hours", "setup_usd", "usd_per_1k_requests", "monthly_usd", "memory_gb",
+        "prompt_tokens", "output_tokens", "assumptions"}
+
+
+def test_prompting_estimate():
+    r = estimate_pipeline_cost(kind="prompting", **COMMON)
+    assert KEYS <= set(r)
+    assert r["setup_usd"] == 0 and r["setup_gpu_hours"] == 0
+    assert r["usd_per_1k_requests"] == pytest.approx(0.44)
+    assert r["monthly_usd"] == pytest.approx(0.44)  # 1000 requests
+    assert r["memory_gb"] == pytest.approx(2.0) and r["fits_memory"] is True
+    assert (r["prompt_tokens"], r["output_tokens"], r["device"]) == (100, 10, "X")
+    assert all(isinstance(a, str) for a in r["assumptions"]) and r["assumptions"]
+    json.dumps(r)
+
+
+def test_rag_estimate_pays_query_embedding_and_index():
+    # query embedding: 2 * 1e8 * 50 / 5e11 = 0.02 s -> $0.00002 per request
+    r = estimate_pipeline_cost(kind="rag", embed_params=1e8, query_tokens=50, index_seconds=100, **COMMON)
+    assert r["usd_per_1k_requests"] == pytest.approx(0.44 + 0.02)
+    assert r["setup_usd"] == pytest.approx(0.1)
+    assert r["setup_gpu_hours"] == pytest.approx(100 / 3600)
+    # no measured index time: 2 * 1e8 * 1e6 corpus tokens / 5e11 = 400 s
+    r = estimate_pipeline_cost(kind="rag", embed_params=1e8, query_tokens=50, corpus_tokens=1e6, **COMMON)
+    assert r["setup_seconds"] == pytest.approx(400.0) and r["setup_usd"] == pytest.approx(0.4)
+    # query length unknown: priced at the prompt length and said so
+    r = estimate_pipeline_cost(kind="rag", embed_params=1e8, **COMMON)
+    assert r["usd_per_1k_requests"] == pytest.approx(0.44 + 0.04)
+    assert any("upper bound" in a for a in r["assumptions"])
+
+
+def test_finetune_estimate_without_measurement():
+    r = estimate_pipeline_cost(kind="finetune", train_tokens=1e6, trainable_params=1e7, **COMMON)
+    assert r["train_flops"] == 4e15
+    assert r["train_seconds_estimated"] == pytest.approx(8000.0)  # 4e15 / 5e11
+    assert r["setup_gpu_hours"] == pytest.approx(8000 / 3600)
+    assert r["setup_usd"] == pytest.approx(8.0)
+    assert r["memory_gb"] == pytest.approx(2.16)  # 2 GB frozen + 1e7 * 16 bytes
+    assert r["qlora_memory_gb"] == pytest.approx(0.55 + 0.16)
+    assert r["serving_memory_gb"] == pytest.approx(2.0)
+    assert r["usd_per_1k_requests"] == pytest.approx(0.44)
+    assert "train_seconds_measured" not in r
+    assert any("4·N·D" in a for a in r["assumptions"])
+
+
+def test_finetune_measured_on_the_same_device_replaces_the_estimate():
+    r = estimate_pipeline_cost(kind="finetune", train_tokens=1e6, trainable_params=1e7,
+                               measured_train_seconds=10_000, **COMMON)
+    assert r["train_seconds_measured"] == 10_000
+    assert r["estimate_error_pct"] == pytest.approx(-20.0)  # (8000 - 10000) / 10000
+    assert r["measured_mfu"] == pytest.approx(0.4)  # 4e15 / (1e4 * 1e12)
+    assert r["setup_usd"] == pytest.approx(10.0)  # priced from the measurement
+
+
+def test_finetune_measured_elsewhere_keeps_the_target_estimate():
+    slow = Hardware("SLOW", 1e11, 8, 0.1, 0.5, 0.5)
+    r = estimate_pipeline_cost(kind="finetune", train_tokens=1e6, trainable_params=1e7,
+                               measured_train_seconds=100_000, measured_device=slow, **COMMON)
+    # estimate on SLOW: 4e15 / 5e10 = 80,000 s vs 100,000 measured -> -20 %
+    assert r["train_seconds_estimated_on_measured_device"] == pytest.approx(80_000)
+    assert r["estimate_error_pct"] == pytest.approx(-20.0)
+    assert r["measured_device"] == "SLOW"
+    assert r["setup_usd"] == pytest.approx(8.0)  # still X's estimate
+    r = estimate_pipeline_cost(kind="finetune", train_tokens=1e6, measured_train_seconds=1.0,
+                               measured_device="CPU", **COMMON)
+    assert r["measured_mfu"] > 1 and any("calibrate" in a for a in r["assumptions"])
+
+
+def test_finetune_defaults_trainable_to_one_percent_and_adds_activations():
+    r = estimate_pipeline_cost(kind="finetune", train_tokens=1e6, n_layers=24, hidden=1024, **COMMON)
+    act = activation_gb(24, 1024, 110, 8)  # seq = prompt + output
+    assert r["memory_gb"] == pytest.approx(lora_memory_gb(1e9, 1e7, act))
+    assert any("1%" in a for a in r["assumptions"])
+
+
+def test_full_finetune_is_6nd_and_may_not_fit():
+    r = estimate_pipeline_cost(kind="full_finetune", train_tokens=1e6, **COMMON)
+    assert r["train_seconds_estimated"] == pytest.approx(12_000.0)
+    assert r["setup_usd"] == pytest.approx(12.0)
+    assert r["memory_gb"] == pytest.approx(16.0) and r["fits_memory"] is False  # X has 10 GB
+
+
+def test_baseline_runs_on_the_cpu_stand_in():
+    r = estimate_pipeline_cost(kind="baseline", embed_params=2e7, train_tokens=1e5,
+                               **{**COMMON, "prompt_tokens": 50, "hw": HARDWARE["H100"]})
+    # CPU: 1e11 * 0.3 = 3e10 FLOP/s; per request 2 * 2e7 * 50 = 2e9 FLOPs -> 1/15 s at $0.10/h
+    assert r["device"] == "CPU"
+    assert r["usd_per_1k_requests"] == pytest.approx(1000 * (2e9 / 3e10) * 0.10 / 3600)
+    # setup: embed 1e5 train tokens -> 2 * 2e7 * 1e5 / 3e10 = 133.3 s
+    assert r["setup_seconds"] == pytest.approx(133.333, rel=1e-4)
+    assert r["setup_gpu_hours"] == 0.0
+    assert r["setup_usd"] == pytest.approx(133.333 * 0.10 / 3600, rel=1e-4)
+    assert r["memory_gb"] == pytest.approx(0.08)  # fp32 embedder
+    assert r["output_tokens"] == 0
+
+
+def test_estimate_rejects_unknown_kind_and_handles_no_volume():
+    with pytest.raises(ValueError):
+        estimate_pipeline_cost(kind="distill", **COMMON)
+    r = estimate_pipeline_cost(kind="prompting", **{**COMMON, "requests_per_month": None})
+    assert r["monthly_usd"] is None
+
+
+def test_cost_module_has_a_documented_model():
+    doc = cost.__doc__
+    for needle in ("6·N·D", "4·N·D", "Hu et al. 2021", "datasheet", "MFU", "overridable"):
+        assert needle in doc

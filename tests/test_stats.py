@@ -1,0 +1,297 @@
+"""stats.py against published and hand-computed values."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from advisor.stats import (
+    _RNG_KW,
+    PairedComparison,
+    bootstrap_ci,
+    is_binary,
+    items_needed,
+    mcnemar_exact,
+    min_detectable_difference,
+    paired_bootstrap,
+    paired_compare,
+    score_ci,
+    wilson_ci,
+)
+
+Z = 1.959963984540054  # z_{0.975}
+Z_POWER = 0.8416212335729143  # z_{0.80}
+
+
+# --- Wilson ---------------------------------------------------------------------------------
+
+
+def test_wilson_8_of_10():
+    lo, hi = wilson_ci(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-4)
+    assert hi == pytest.approx(0.9433, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "s,n,lo,hi",
+    # Newcombe (1998), Statistics in Medicine 17:857, Table I, method 3 (Wilson score).
+    [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)],
+)
+def test_wilson_matches_newcombe_table(s, n, lo, hi):
+    got = wilson_ci(s, n)
+    assert got[0] == pytest.approx(lo, abs=1e-4)
+    assert got[1] == pytest.approx(hi, abs=1e-4)
+
+
+def test_wilson_extremes_are_exact_and_symmetric():
+    # 0 successes: upper bound z^2 / (n + z^2).
+    assert wilson_ci(0, 10) == (0.0, pytest.approx(Z**2 / (10 + Z**2)))
+    lo, hi = wilson_ci(10, 10)
+    assert hi == 1.0
+    assert lo == pytest.approx(1 - Z**2 / (10 + Z**2))
+    a, b = wilson_ci(3, 17)
+    c, d = wilson_ci(14, 17)
+    assert a == pytest.approx(1 - d) and b == pytest.approx(1 - c)
+
+
+def test_wilson_no_data_and_bad_input():
+    assert wilson_ci(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_ci(5, 4)
+    with pytest.raises(ValueError):
+        wilson_ci(-1, 4)
+    with pytest.raises(ValueError):
+        wilson_ci(1, 4, conf=1.0)
+
+
+def test_wilson_wider_at_higher_confidence():
+    lo95, hi95 = wilson_ci(40, 100, 0.95)
+    lo99, hi99 = wilson_ci(40, 100, 0.99)
+    assert lo99 < lo95 < 0.4 < hi95 < hi99
+
+
+# --- bootstrap ------------------------------------------------------------------------------
+
+
+def test_bootstrap_degenerate_inputs_do_not_crash():
+    assert bootstrap_ci([0.7]) == (0.7, 0.7)
+    assert bootstrap_ci([0.3] * 50) == (pytest.approx(0.3), pytest.approx(0.3))
+    lo, hi = bootstrap_ci([])
+    assert math.isnan(lo) and math.isnan(hi)
+
+
+def test_bootstrap_matches_normal_theory_on_a_large_sample():
+    x = np.random.default_rng(42).normal(0.5, 0.2, 400)
+    lo, hi = bootstrap_ci(x)
+    se = x.std(ddof=1) / math.sqrt(x.size)
+    assert lo == pytest.approx(x.mean() - Z * se, abs=0.004)
+    assert hi == pytest.approx(x.mean() + Z * se, abs=0.004)
+
+
+def test_bootstrap_is_reproducible_and_contains_the_mean():
+    x = [0.1, 0.9, 0.4, 0.55, 1.0, 0.0, 0.3]
+    assert bootstrap_ci(x, seed=3) == bootstrap_ci(x, seed=3)
+    lo, hi = bootstrap_ci(x)
+    assert 0.0 <= lo <= np.mean(x) <= hi <= 1.0
+
+
+def test_bootstrap_small_sample_uses_percentile_bounds():
+    # n < 20: percentile interval, whose bounds are attainable resample means of 1..5.
+    lo, hi = bootstrap_ci([1, 2, 3, 4, 5])
+    assert lo == pytest.approx(1.8) and hi == pytest.approx(4.2)
+
+
+# --- is_binary / score_ci -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values,expected",
+    [([0, 1, 1], True), ([1.0, 0.0], True), ([True, False], True), ([0, 0.5], False), ([], False), ([2], False)],
+)
+def test_is_binary(values, expected):
+    assert is_binary(values) is expected
+
+
+def test_score_ci_picks_wilson_for_binary_and_bootstrap_otherwise():
+    assert score_ci([1] * 8 + [0] * 2) == wilson_ci(8, 10)
+    cont = [0.2, 0.5, 0.9, 1.0, 0.0, 0.6]
+    assert score_ci(cont) == bootstrap_ci(cont)
+
+
+# --- McNemar --------------------------------------------------------------------------------
+
+
+def _discordant(b: int, c: int, both: int = 0, neither: int = 0):
+    """a right & b wrong `b` times, a wrong & b right `c` times, plus concordant items."""
+    a = [1] * b + [0] * c + [1] * both + [0] * neither
+    bb = [0] * b + [1] * c + [1] * both + [0] * neither
+    return a, bb
+
+
+def test_mcnemar_1_vs_9():
+    a, b = _discordant(1, 9)
+    assert mcnemar_exact(a, b) == pytest.approx(22 / 1024)  # 2 * (1 + 10) / 2**10 = 0.0215
+
+
+def test_mcnemar_equal_discordant_counts_and_none():
+    assert mcnemar_exact(*_discordant(5, 5)) == 1.0
+    assert mcnemar_exact(*_discordant(0, 0, both=7, neither=3)) == 1.0
+    assert mcnemar_exact([], []) == 1.0
+
+
+def test_mcnemar_0_vs_6_and_concordant_items_do_not_matter():
+    assert mcnemar_exact(*_discordant(0, 6)) == pytest.approx(2 / 64)
+    assert mcnemar_exact(*_discordant(0, 6, both=50, neither=50)) == pytest.approx(2 / 64)
+
+
+def test_mcnemar_textbook_case_agrees_with_binomial_test():
+    # Agresti (2002) presidential approval: 150 vs 86 discordant pairs.
+    a, b = _discordant(150, 86, both=794, neither=570)
+    p = mcnemar_exact(a, b)
+    assert p == pytest.approx(st.binomtest(86, 236, 0.5).pvalue, rel=1e-9)
+    assert p == pytest.approx(3.716e-5, rel=1e-3)
+    assert mcnemar_exact(b, a) == pytest.approx(p)
+
+
+def test_mcnemar_rejects_bad_input():
+    with pytest.raises(ValueError):
+        mcnemar_exact([1, 0], [1])
+    with pytest.raises(ValueError):
+        mcnemar_exact([0.5, 1], [1, 0])
+
+
+# --- paired bootstrap / permutation ---------------------------------------------------------
+
+
+def test_paired_bootstrap_exact_sign_flip_small_n():
+    # d = [1,1,1,1]: only the all-plus and all-minus flips reach |mean| = 1 -> p = 2/16.
+    diff, ci, p = paired_bootstrap([0, 0, 0, 0], [1, 1, 1, 1])
+    assert diff == 1.0 and ci == (1.0, 1.0) and p == pytest.approx(2 / 16)
+    # d = [0.1, 0.4, 0.1]: only the two uniform sign assignments reach |sum| = 0.6 -> 2/8.
+    diff, ci, p = paired_bootstrap([0.1, 0.5, 0.3], [0.2, 0.9, 0.4])
+    assert diff == pytest.approx(0.2) and p == pytest.approx(0.25)
+    assert ci[0] <= 0.2 <= ci[1]
+
+
+def test_paired_bootstrap_zero_difference_gives_p_one():
+    diff, ci, p = paired_bootstrap([0.3, 0.7] * 30, [0.3, 0.7] * 30)
+    assert diff == 0.0 and ci == (0.0, 0.0) and p == 1.0
+    # symmetric differences with mean exactly 0
+    diff, _, p = paired_bootstrap([0.0] * 40, [1.0, -1.0] * 20)
+    assert diff == 0.0 and p == 1.0
+
+
+def test_paired_bootstrap_monte_carlo_matches_scipy_permutation_test():
+    rng = np.random.default_rng(7)
+    a = rng.random(60)
+    b = a + rng.normal(0.08, 0.3, 60)
+    diff, ci, p = paired_bootstrap(a, b, n_resamples=20000)
+    ref = st.permutation_test(
+        (b - a,), lambda d, axis: np.mean(d, axis=axis), permutation_type="samples",
+        n_resamples=20000, alternative="two-sided", **{_RNG_KW: np.random.default_rng(1)}
+    ).pvalue
+    assert diff == pytest.approx(float(np.mean(b - a)))
+    assert p == pytest.approx(ref, abs=0.01)
+    assert ci[0] < diff < ci[1]
+
+
+def test_paired_bootstrap_clear_shift_has_small_but_nonzero_p():
+    a = np.zeros(200)
+    b = np.full(200, 0.1)
+    b[::2] = 0.2
+    _, (lo, hi), p = paired_bootstrap(a, b, n_resamples=999)
+    assert p == pytest.approx(1 / 1000)  # (0 + 1) / (999 + 1)
+    assert 0.1 <= lo < hi <= 0.2
+
+
+def test_paired_bootstrap_rejects_misaligned_or_empty():
+    with pytest.raises(ValueError):
+        paired_bootstrap([1, 2], [1, 2, 3])
+    with pytest.raises(ValueError):
+        paired_bootstrap([], [])
+
+
+# --- paired_compare -------------------------------------------------------------------------
+
+
+def test_paired_compare_binary_uses_mcnemar():
+    a, b = _discordant(1, 9, both=10)
+    c = paired_compare(a, b, names=("prompting", "rag"))
+    assert isinstance(c, PairedComparison)
+    assert (c.a_name, c.b_name, c.n, c.test) == ("prompting", "rag", 20, "mcnemar-exact")
+    assert c.diff == pytest.approx(np.mean(b) - np.mean(a)) == pytest.approx(0.4)  # (9 - 1) / 20
+    assert c.p_value == pytest.approx(22 / 1024) and c.significant
+    # exact CI: Clopper-Pearson for 9 of 10 discordant pairs, scaled by 10/20 to a difference
+    theta_lo, theta_hi = st.beta.ppf(0.025, 9, 2), st.beta.ppf(0.975, 10, 1)
+    assert c.ci == (pytest.approx(0.5 * (2 * theta_lo - 1)), pytest.approx(0.5 * (2 * theta_hi - 1)))
+
+
+def test_mcnemar_interval_agrees_with_the_p_value():
+    # all 4 discordant pairs one way: CP lower bound for 4/4 is 0.025**(1/4)
+    c = paired_compare(*_discordant(0, 4, both=96))
+    assert c.ci == (pytest.approx(0.04 * (2 * 0.025**0.25 - 1)), pytest.approx(0.04))
+    assert c.ci[0] < 0 and c.p_value == pytest.approx(0.125) and not c.significant
+    for b in range(0, 8):
+        for cc in range(0, 16):
+            r = paired_compare(*_discordant(b, cc, both=30))
+            assert (r.ci[0] > 0 or r.ci[1] < 0) == r.significant, (b, cc)
+
+
+def test_paired_compare_direction_and_non_significance():
+    a, b = _discordant(3, 2, both=20)
+    c = paired_compare(a, b)
+    assert c.diff == pytest.approx(-1 / 25)  # b is worse: diff = mean(b) - mean(a) < 0
+    assert c.p_value == 1.0 and not c.significant
+
+
+def test_paired_compare_continuous_uses_paired_bootstrap():
+    a = [0.1, 0.5, 0.3]
+    b = [0.2, 0.9, 0.4]
+    c = paired_compare(a, b, names=("x", "y"))
+    assert c.test == "paired-bootstrap"
+    assert c.diff == pytest.approx(0.2) and c.p_value == pytest.approx(0.25) and not c.significant
+
+
+def test_paired_compare_to_dict_is_json_ready():
+    d = paired_compare(*_discordant(0, 6), names=("a", "b")).to_dict()
+    assert set(d) == {"a_name", "b_name", "n", "diff", "ci", "p_value", "test", "significant"}
+    assert isinstance(d["ci"], list) and len(d["ci"]) == 2
+    assert json.loads(json.dumps(d))["p_value"] == pytest.approx(2 / 64)
+
+
+def test_paired_compare_length_mismatch():
+    with pytest.raises(ValueError, match="aligned"):
+        paired_compare([1, 0, 1], [1, 0])
+
+
+# --- power ----------------------------------------------------------------------------------
+
+
+def test_mdd_for_proportions_hand_value():
+    # (1.96 + 0.8416) * sqrt(2 * 0.5 * 0.5 / 100) = 0.1981
+    assert min_detectable_difference(100) == pytest.approx((Z + Z_POWER) * math.sqrt(0.5 / 100))
+    assert min_detectable_difference(100) == pytest.approx(0.1981, abs=1e-4)
+
+
+def test_mdd_with_paired_sd_and_edges():
+    assert min_detectable_difference(400, paired_sd=0.3) == pytest.approx((Z + Z_POWER) * 0.3 / 20)
+    assert min_detectable_difference(0) == math.inf
+    # A perfect baseline is clipped to 0.95 rather than claiming a zero MDD.
+    assert min_detectable_difference(100, baseline=1.0) == pytest.approx(min_detectable_difference(100, baseline=0.95))
+    assert min_detectable_difference(100, baseline=0.9) < min_detectable_difference(100, baseline=0.5)
+    with pytest.raises(ValueError):
+        min_detectable_difference(100, paired_sd=-1)
+
+
+def test_items_needed_hand_value_and_inverse():
+    # ((1.96 + 0.8416) * sqrt(0.5) / 0.1)^2 = 392.4 -> 393
+    assert items_needed(0.1) == 393
+    assert items_needed(-0.1) == 393
+    for d in (0.02, 0.05, 0.1, 0.2):
+        n = items_needed(d, baseline=0.8)
+        assert min_detectable_difference(n, baseline=0.8) <= d < min_detectable_difference(n - 1, baseline=0.8)
+    assert items_needed(0.05, paired_sd=0.2) == math.ceil(((Z + Z_POWER) * 0.2 / 0.05) ** 2)
+    with pytest.raises(ValueError):
+        items_needed(0.0)
