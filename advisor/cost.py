@@ -7,10 +7,10 @@ Every number here is a documented rule of thumb; every price is overridable.
 Sources and assumptions
 -----------------------
 * Peak dense (no sparsity) tensor FLOP/s from NVIDIA datasheets, bf16 unless noted:
-  H100 SXM 989 T; A100 80GB 312 T; L40S 362 T; L4 121 T; A10G 125 T (the A10 datasheet
+  H100 SXM 989 T; H200 989 T (the H100 die with 141 GB HBM3e); A100 80GB 312 T; L40S 362 T; L4 121 T; A10G 125 T (the A10 datasheet
   figure; AWS's A10G is a close variant, so treat it as approximate); T4 65 T (fp16 --
-  Turing has no bf16). Memory bandwidth from the same sheets: 3350, 2039, 864, 300, 600,
-  320 GB/s.
+  Turing has no bf16). Memory bandwidth from the same sheets: 3350, 4800, 2039, 864, 300,
+  600, 320 GB/s.
 * "CPU" is a stand-in for a generic 2-core cloud VM: 1e11 FLOP/s (fp32, AVX2-ish),
   20 GB/s, 8 GB RAM, $0.10/h. Calibrate it by measurement; it is not a datasheet value.
 * $/hour are rough single-GPU on-demand list prices of 2024-25 clouds (they vary 2-3x
@@ -70,6 +70,7 @@ HARDWARE: dict[str, Hardware] = {
     h.name: h
     for h in (
         Hardware("H100", 989e12, 80, 3.00, 0.35, 0.4, 3350),
+        Hardware("H200", 989e12, 141, 3.80, 0.35, 0.4, 4800),
         Hardware("A100-80GB", 312e12, 80, 2.00, 0.35, 0.4, 2039),
         Hardware("L40S", 362e12, 48, 1.50, 0.35, 0.4, 864),
         Hardware("L4", 121e12, 24, 0.80, 0.35, 0.4, 300),
@@ -93,8 +94,16 @@ def get_hardware(name: str, usd_per_hour: float | None = None) -> Hardware:
     return hw
 
 
-def _as_hw(hw: Hardware | str) -> Hardware:
-    return hw if isinstance(hw, Hardware) else get_hardware(hw)
+def _known_hw(device: Hardware | str | None, default: Hardware) -> Hardware | None:
+    """The device a measurement ran on: None means ``default``; an unknown name gives None."""
+    if device is None:
+        return default
+    if isinstance(device, Hardware):
+        return device
+    try:
+        return get_hardware(device)
+    except ValueError:
+        return None
 
 
 # --- training ---------------------------------------------------------------------------
@@ -331,8 +340,12 @@ def estimate_pipeline_cost(
             f"{hw.peak_flops / 1e12:.0f} TFLOP/s ({hw.name})"
         )
         setup_seconds = est
-        if measured_train_seconds is not None and kind == "finetune":
-            mdev = _as_hw(measured_device) if measured_device is not None else hw
+        mdev = _known_hw(measured_device, hw)
+        if measured_train_seconds is not None and kind == "finetune" and mdev is None:
+            out["train_seconds_measured"] = float(measured_train_seconds)
+            out["measured_device"] = str(measured_device)
+            assumptions.append(f"training: measured on {measured_device}, which has no hardware entry; not compared")
+        elif measured_train_seconds is not None and kind == "finetune":
             est_on_mdev = train_seconds(flops, mdev)
             out["train_seconds_measured"] = float(measured_train_seconds)
             out["measured_device"] = mdev.name

@@ -3,14 +3,11 @@
 Why pure: the rules are the product's judgement, so they must be testable on synthetic
 results without a model in sight, and every branch must say *why* in numbers.
 
-The workflow (DESIGN.md, "The decision"), cheapest first:
-
-1. baseline (classical, no LLM) meets the target -> ``baseline``
-2. else prompting meets it -> ``prompting``
-3. else RAG meets it -> ``rag``
-4. else the LoRA fine-tune, only if it meets the target AND beats the best cheaper
-   pipeline with a significant paired test AND its setup cost fits the budget
-5. else ``none``: the best pipeline, named as short of target, with next steps.
+The workflow (DESIGN.md, "The decision"), cheapest first: baseline (classical, no LLM),
+else prompting, else RAG -- the first that meets the target wins; else the LoRA fine-tune,
+only if it meets the target AND beats the best cheaper pipeline in a significant paired
+test AND its setup cost fits the budget; else ``none``: the best, named as short of
+target, with next steps.
 
 "Meets" means the CI bound on the pessimistic side clears the target (lower bound for
 higher-is-better metrics, upper bound otherwise): a point score that merely touches
@@ -23,17 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from advisor import cost
-from advisor.stats import (
-    PairedComparison,
-    is_binary,
-    items_needed,
-    min_detectable_difference,
-    paired_compare,
-    score_ci,
-)
+from advisor.stats import PairedComparison, items_needed, items_needed_for_pair, mdd_for, paired_compare, score_ci
 
 ORDER = ("baseline", "prompting", "rag", "finetune")  # cheapest first
 CHEAPER = ORDER[:3]
@@ -82,9 +70,6 @@ class Decision:
         return asdict(self)
 
 
-# --- small helpers -------------------------------------------------------------------------
-
-
 def _usable(o: PipelineOutcome | None) -> bool:
     return o is not None and o.status == "ok" and o.score is not None and math.isfinite(o.score)
 
@@ -126,15 +111,11 @@ def _bound_text(o: PipelineOutcome, target: float, hib: bool) -> str:
     return f"upper bound {_n(hi)} {'≤' if hi <= target else '>'} target {_n(target)}"
 
 
-def _better_score(x: float, y: float, hib: bool) -> bool:
-    return x > y if hib else x < y
-
-
 def _best(cands: list[PipelineOutcome], hib: bool) -> PipelineOutcome | None:
     """Best point score; exact ties go to the earlier (cheaper) pipeline."""
     best = None
     for o in cands:
-        if best is None or _better_score(o.score, best.score, hib):
+        if best is None or (o.score > best.score if hib else o.score < best.score):
             best = o
     return best
 
@@ -168,16 +149,6 @@ def _beats(a: PipelineOutcome, b: PipelineOutcome, hib: bool) -> tuple[bool, str
     return better, text, None
 
 
-def _mdd(ref: PipelineOutcome | None) -> float | None:
-    if ref is None or not ref.per_example:
-        return None
-    x = np.asarray(ref.per_example, dtype=float)
-    if is_binary(x):
-        return min_detectable_difference(x.size, baseline=float(x.mean()))
-    sd = float(np.std(x, ddof=1)) * math.sqrt(2.0) if x.size > 1 else 0.0
-    return min_detectable_difference(x.size, paired_sd=sd)
-
-
 def _too_small(c: PairedComparison, a: PipelineOutcome, b: PipelineOutcome, mdd: float | None) -> str | None:
     """Say so when a non-significant gap is below what this eval set can detect."""
     if c.significant or mdd is None or abs(c.diff) >= mdd:
@@ -188,9 +159,7 @@ def _too_small(c: PairedComparison, a: PipelineOutcome, b: PipelineOutcome, mdd:
         "(80% power, α=0.05)"
     )
     if c.diff != 0:
-        d = np.asarray(b.per_example, float) - np.asarray(a.per_example, float)
-        sd = float(np.std(d, ddof=1)) if d.size > 1 else 0.0
-        need = items_needed(c.diff, paired_sd=sd) if sd > 0 else items_needed(c.diff, baseline=a.score)
+        need = items_needed_for_pair(a.per_example, b.per_example)
         text += (
             f"; about {need:,} items would be needed to detect a gap of {abs(c.diff):.3f} "
             "(from the observed paired differences)"
@@ -206,22 +175,17 @@ def _not_run(name: str, inp: DecisionInput) -> str:
     return "not run"
 
 
-# --- the decision --------------------------------------------------------------------------
-
-
 def decide(inp: DecisionInput) -> Decision:
     """Apply the workflow to measured outcomes; every branch records its reason."""
     hib, t, metric = inp.higher_is_better, inp.target, inp.metric
     outs = inp.outcomes
     ok = [outs[n] for n in ORDER if _usable(outs.get(n))]
     reasons: list[str] = []
-    why_not: dict[str, str] = {}
     steps: list[str] = []
     comps: dict[tuple[str, str], PairedComparison] = {}
 
     def record(c: PairedComparison | None) -> None:
-        if c is not None:
-            comps[(c.a_name, c.b_name)] = c
+        comps.update({(c.a_name, c.b_name): c} if c is not None else {})
 
     # Steps 1-3: the first cheaper pipeline that meets the target wins.
     choice: str | None = None
@@ -240,7 +204,7 @@ def decide(inp: DecisionInput) -> Decision:
     cheaper_ok = [o for o in ok if o.name in CHEAPER]
     best_cheaper = _best(cheaper_ok, hib)
     ft_fail: str | None = None  # why the fine-tune is not recommended
-    ft_tie: tuple[PairedComparison, PipelineOutcome] | None = None
+    ft_tied = False
     break_even: float | None = None
 
     if _usable(ft):
@@ -248,31 +212,17 @@ def decide(inp: DecisionInput) -> Decision:
         if alt is not None:
             break_even = _break_even(alt, ft)
         if choice is None:
-            ft_meets = meets(ft, t, hib)
-            c = None
-            if best_cheaper is not None:
-                beats, beat_text, c = _beats(best_cheaper, ft, hib)
-                record(c)
-            else:
-                beats, beat_text = True, "no cheaper pipeline produced a score to compare against"
-            over = inp.budget_setup_usd is not None and ft.setup_usd > inp.budget_setup_usd
-            if not ft_meets:
-                ft_fail = f"short of the target: {_desc(ft, metric)}; {_bound_text(ft, t, hib)}"
-            elif not beats:
-                ft_fail = f"meets the target but is not significantly better than the cheaper {best_cheaper.name}: {beat_text}"
-                if c is not None:
-                    ft_tie = (c, best_cheaper)
-            elif over:
-                ft_fail = (
-                    f"meets the target but its setup {_usd(ft.setup_usd)} is over the "
-                    f"budget of {_usd(inp.budget_setup_usd)}"
-                )
+            ft_fail, beat_text, c = _finetune_verdict(inp, ft, best_cheaper)
+            record(c)
+            ft_tied = c is not None and not c.significant
             if ft_fail is None:
                 choice = "finetune"
-                reasons.append(f"finetune meets the target: {_desc(ft, metric)}; {_bound_text(ft, t, hib)}")
-                reasons.append(f"finetune is significantly better than the best cheaper pipeline: {beat_text}")
                 budget = "" if inp.budget_setup_usd is None else f" (budget {_usd(inp.budget_setup_usd)})"
-                reasons.append(f"setup cost {_usd(ft.setup_usd)}{budget}")
+                reasons += [
+                    f"finetune meets the target: {_desc(ft, metric)}; {_bound_text(ft, t, hib)}",
+                    f"finetune is significantly better than the best cheaper pipeline: {beat_text}",
+                    f"setup cost {_usd(ft.setup_usd)}{budget}",
+                ]
                 if alt is not None:
                     reasons.append(_break_even_text(alt, ft, break_even, inp.requests_per_month))
             else:
@@ -292,7 +242,9 @@ def decide(inp: DecisionInput) -> Decision:
             if not better:
                 best = o
                 how = f"p={c.p_value:.3g}" if c is not None else "overlapping CIs"
-                reasons.append(f"{o.name} and {top.name} are tied within the noise ({how}); the cheaper {o.name} is named best")
+                reasons.append(
+                    f"{o.name} and {top.name} are tied within the noise ({how}); the cheaper {o.name} is named best"
+                )
                 break
     if choice is not None:
         best = outs[choice]
@@ -306,7 +258,7 @@ def decide(inp: DecisionInput) -> Decision:
             a, b = (o, ref) if ORDER.index(o.name) < ORDER.index(ref.name) else (ref, o)
             if (a.name, b.name) not in comps:
                 record(_compare(a, b))
-    mdd = _mdd(ref)
+    mdd = mdd_for(ref.per_example) if ref is not None and ref.per_example else None
 
     # A cheaper choice is kept even when a later pipeline is clearly better: say so.
     if choice in CHEAPER:
@@ -319,15 +271,9 @@ def decide(inp: DecisionInput) -> Decision:
                     f"{o.name} scores better ({_n(o.score)} vs {_n(outs[choice].score)}, p={c.p_value:.3g}) "
                     f"but {choice} already meets the target at lower cost"
                 )
-        if break_even is not None or _usable(ft):
+        if _usable(ft):
             reasons.append(_break_even_text(outs[choice], ft, break_even, inp.requests_per_month))
-        o = outs[choice]
-        running = ""
-        if o.usd_per_1k > 0:
-            running = f"it costs {_usd(o.usd_per_1k)} per 1,000 requests"
-            if inp.requests_per_month:
-                monthly = o.usd_per_1k * inp.requests_per_month / 1000
-                running += f", {_usd(monthly)} per month at {inp.requests_per_month:,} requests"
+        running = _running_text(outs[choice], inp.requests_per_month)
         if choice == "baseline":
             reasons.append("no LLM needed" + (f": {running}" if running else ""))
             steps.append("ship the classical baseline (embeddings + classifier); no GPU is needed")
@@ -346,44 +292,73 @@ def decide(inp: DecisionInput) -> Decision:
         if not ok:
             reasons.append("no pipeline produced a score, so nothing can be recommended")
         elif meets(best, t, hib):
-            reasons.append(f"no pipeline is recommended; the best is {best.name} ({_desc(best, metric)}), which clears the target but is not recommended for the reason above")
+            reasons.append(
+                f"no pipeline is recommended; the best is {best.name} ({_desc(best, metric)}), "
+                "which clears the target but is not recommended for the reason above"
+            )
         else:
             reasons.append(
                 f"no pipeline meets the target; the best is {best.name} ({_desc(best, metric)}), "
                 f"short of the target {_n(t)}"
             )
-        steps = _next_steps(inp, best, ft, ft_fail, mdd, small_flagged or ft_tie is not None)
+        steps = _next_steps(inp, best, ft, ft_fail, mdd, small_flagged or ft_tied)
 
-    for name in list(ORDER) + [n for n in outs if n not in ORDER]:
-        if name == choice:
-            continue
-        o = outs.get(name)
-        if o is None:
-            why_not[name] = _not_run(name, inp)
-        elif o.status == "skipped":
-            why_not[name] = f"skipped: {o.reason or 'no reason given'}"
-        elif not _usable(o):
-            why_not[name] = f"failed: {o.reason or 'no score produced'}"
-        elif choice is not None and name in ORDER and ORDER.index(name) > ORDER.index(choice):
-            why_not[name] = f"not needed: {choice} already meets the target at lower cost ({name}: {_desc(o, metric)})"
-        elif name == "finetune" and ft_fail:
-            why_not[name] = ft_fail
-        elif meets(o, t, hib):  # only reachable for names outside the workflow
-            why_not[name] = f"meets the target but is not part of the workflow ({_desc(o, metric)})"
-        else:
-            why_not[name] = f"missed the target: {_desc(o, metric)}; {_bound_text(o, t, hib)}"
-
+    names = list(ORDER) + [n for n in outs if n not in ORDER]
     return Decision(
         choice=choice or "none",
         best=best.name if best is not None else None,
         meets_target=choice is not None,
         reasons=reasons,
-        why_not=why_not,
+        why_not={n: _why_not(n, inp, choice, ft_fail) for n in names if n != choice},
         next_steps=steps,
         comparisons=[c.to_dict() for c in comps.values()],
         mdd=mdd,
         break_even_requests=break_even,
     )
+
+
+def _finetune_verdict(
+    inp: DecisionInput, ft: PipelineOutcome, cheaper: PipelineOutcome | None
+) -> tuple[str | None, str, PairedComparison | None]:
+    """Step 4: (why the fine-tune is not recommended, or None; comparison text; paired test)."""
+    t, hib = inp.target, inp.higher_is_better
+    beats, text, c = True, "no cheaper pipeline produced a score to compare against", None
+    if cheaper is not None:
+        beats, text, c = _beats(cheaper, ft, hib)
+    if not meets(ft, t, hib):
+        return f"short of the target: {_desc(ft, inp.metric)}; {_bound_text(ft, t, hib)}", text, c
+    if not beats:
+        return f"meets the target but is not significantly better than the cheaper {cheaper.name}: {text}", text, c
+    if inp.budget_setup_usd is not None and ft.setup_usd > inp.budget_setup_usd:
+        over = f"its setup {_usd(ft.setup_usd)} is over the budget of {_usd(inp.budget_setup_usd)}"
+        return f"meets the target but {over}", text, c
+    return None, text, c
+
+
+def _why_not(name: str, inp: DecisionInput, choice: str | None, ft_fail: str | None) -> str:
+    o, t, hib = inp.outcomes.get(name), inp.target, inp.higher_is_better
+    if o is None:
+        return _not_run(name, inp)
+    if o.status == "skipped":
+        return f"skipped: {o.reason or 'no reason given'}"
+    if not _usable(o):
+        return f"failed: {o.reason or 'no score produced'}"
+    if choice is not None and name in ORDER and ORDER.index(name) > ORDER.index(choice):
+        return f"not needed: {choice} already meets the target at lower cost ({name}: {_desc(o, inp.metric)})"
+    if name == "finetune" and ft_fail:
+        return ft_fail
+    if meets(o, t, hib):  # only reachable for names outside the workflow
+        return f"meets the target but is not part of the workflow ({_desc(o, inp.metric)})"
+    return f"missed the target: {_desc(o, inp.metric)}; {_bound_text(o, t, hib)}"
+
+
+def _running_text(o: PipelineOutcome, rpm: int | None) -> str:
+    if o.usd_per_1k <= 0:
+        return ""  # cost unknown: say nothing rather than "$0.00"
+    text = f"it costs {_usd(o.usd_per_1k)} per 1,000 requests"
+    if rpm:
+        text += f", {_usd(o.usd_per_1k * rpm / 1000)} per month at {rpm:,} requests"
+    return text
 
 
 def _break_even(alt: PipelineOutcome, ft: PipelineOutcome) -> float | None:
@@ -394,9 +369,7 @@ def _break_even(alt: PipelineOutcome, ft: PipelineOutcome) -> float | None:
     return cost.break_even_requests(alt.setup_usd, alt_per, ft.setup_usd, ft_per)
 
 
-def _break_even_text(alt: PipelineOutcome, ft: PipelineOutcome | None, be: float | None, rpm: int | None) -> str:
-    if ft is None or not _usable(ft):
-        return "no fine-tune result to weigh against"
+def _break_even_text(alt: PipelineOutcome, ft: PipelineOutcome, be: float | None, rpm: int | None) -> str:
     if be is None:
         return (
             f"the fine-tune never repays its {_usd(ft.setup_usd)} setup against {alt.name}: its requests "
@@ -430,7 +403,9 @@ def _next_steps(
         if inp.has_train:
             steps.append("run the fine-tune (--finetune always)")
         else:
-            steps.append("collect a labelled train set: it enables the classical baseline, few-shot prompting and a fine-tune")
+            steps.append(
+                "collect a labelled train set: it enables the classical baseline, few-shot prompting and a fine-tune"
+            )
     elif _usable(ft):
         if ft_fail and ft_fail.startswith("short"):
             steps.append("add more training data (or epochs) for the fine-tune")

@@ -37,7 +37,9 @@ __all__ = [
     "bootstrap_ci",
     "is_binary",
     "items_needed",
+    "items_needed_for_pair",
     "mcnemar_exact",
+    "mdd_for",
     "min_detectable_difference",
     "paired_bootstrap",
     "paired_compare",
@@ -316,3 +318,32 @@ def items_needed(
         raise ValueError("cannot size an eval set to detect a zero difference")
     z = _z(1 - alpha) + float(_st.norm.ppf(power))
     return max(1, math.ceil((z * _sd_of_difference(baseline, paired_sd) / diff) ** 2))
+
+
+def mdd_for(values: Sequence[float], alpha: float = ALPHA, power: float = 0.8) -> float | None:
+    """MDD at the size of this per-example score list, before any paired data exists.
+
+    0/1 scores: the proportion rule at the observed mean. Continuous scores: paired_sd =
+    sqrt(2) * the per-item sd (the same independence assumption). None when empty.
+    """
+    x = _as_array(values)
+    if x.size == 0:
+        return None
+    if is_binary(x):
+        return min_detectable_difference(x.size, float(x.mean()), alpha, power)
+    sd = float(np.std(x, ddof=1)) * math.sqrt(2.0) if x.size > 1 else 0.0
+    return min_detectable_difference(x.size, alpha=alpha, power=power, paired_sd=sd)
+
+
+def items_needed_for_pair(a: Sequence[float], b: Sequence[float], alpha: float = ALPHA, power: float = 0.8) -> int:
+    """Items needed to detect the observed mean(b) - mean(a), using the observed paired sd.
+
+    Pipelines agree on most items, so the measured spread of per-item differences is a
+    far better guide than the independence assumption. Raises ValueError on a zero gap.
+    """
+    x, y = _paired(a, b)
+    d = y - x
+    sd = float(np.std(d, ddof=1)) if d.size > 1 else 0.0
+    if sd == 0.0:  # every item moved by the same amount: fall back to the proportion rule
+        return items_needed(float(d.mean()), baseline=float(x.mean()), alpha=alpha, power=power)
+    return items_needed(float(d.mean()), alpha=alpha, power=power, paired_sd=sd)

@@ -35,9 +35,10 @@ X_BW = Hardware("XBW", 1e12, 10, 3.6, 0.5, 0.5, mem_bw_gbs=100)
 
 
 def test_table_has_the_documented_cards_and_datasheet_peaks():
-    assert set(HARDWARE) == {"H100", "A100-80GB", "L40S", "L4", "A10G", "T4", "CPU"}
+    assert set(HARDWARE) == {"H100", "H200", "A100-80GB", "L40S", "L4", "A10G", "T4", "CPU"}
     peaks = {k: v.peak_flops / 1e12 for k, v in HARDWARE.items()}
-    assert peaks == {"H100": 989, "A100-80GB": 312, "L40S": 362, "L4": 121, "A10G": 125, "T4": 65, "CPU": 0.1}
+    assert peaks == {"H100": 989, "H200": 989, "A100-80GB": 312, "L40S": 362, "L4": 121, "A10G": 125,
+                     "T4": 65, "CPU": 0.1}
     assert HARDWARE["H100"].memory_gb == 80 and HARDWARE["T4"].memory_gb == 16
     assert HARDWARE["CPU"].usd_per_hour == 0.10
     for hw in HARDWARE.values():
@@ -227,6 +228,15 @@ def test_finetune_measured_elsewhere_keeps_the_target_estimate():
     r = estimate_pipeline_cost(kind="finetune", train_tokens=1e6, measured_train_seconds=1.0,
                                measured_device="CPU", **COMMON)
     assert r["measured_mfu"] > 1 and any("calibrate" in a for a in r["assumptions"])
+
+
+def test_finetune_measured_on_an_unknown_device_is_reported_not_compared():
+    r = estimate_pipeline_cost(kind="finetune", train_tokens=1e6, trainable_params=1e7,
+                               measured_train_seconds=50.0, measured_device="cuda:7", **COMMON)
+    assert r["train_seconds_measured"] == 50.0 and r["measured_device"] == "cuda:7"
+    assert "estimate_error_pct" not in r
+    assert r["setup_usd"] == pytest.approx(8.0)  # X's estimate stands
+    assert any("no hardware entry" in a for a in r["assumptions"])
 
 
 def test_finetune_defaults_trainable_to_one_percent_and_adds_activations():

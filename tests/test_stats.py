@@ -13,7 +13,9 @@ from advisor.stats import (
     bootstrap_ci,
     is_binary,
     items_needed,
+    items_needed_for_pair,
     mcnemar_exact,
+    mdd_for,
     min_detectable_difference,
     paired_bootstrap,
     paired_compare,
@@ -295,3 +297,22 @@ def test_items_needed_hand_value_and_inverse():
     assert items_needed(0.05, paired_sd=0.2) == math.ceil(((Z + Z_POWER) * 0.2 / 0.05) ** 2)
     with pytest.raises(ValueError):
         items_needed(0.0)
+
+
+def test_mdd_for_a_score_list():
+    # 0/1 scores at 0.76: 2.8016 * sqrt(2 * 0.76 * 0.24 / 100) = 0.1692
+    assert mdd_for([1] * 76 + [0] * 24) == pytest.approx((Z + Z_POWER) * math.sqrt(2 * 0.76 * 0.24 / 100))
+    cont = [0.2, 0.4, 0.6] * 10
+    sd = float(np.std(cont, ddof=1)) * math.sqrt(2)
+    assert mdd_for(cont) == pytest.approx((Z + Z_POWER) * sd / math.sqrt(30))
+    assert mdd_for([]) is None
+
+
+def test_items_needed_for_pair_uses_the_observed_paired_spread():
+    # 4 of 100 items flip to right: d has mean 0.04, sd 0.19695 -> (2.8016 * 0.19695 / 0.04)^2 = 190.3
+    a, b = [1] * 76 + [0] * 24, [1] * 80 + [0] * 20
+    assert items_needed_for_pair(a, b) == 191
+    # every item moves by +0.2: no spread, so the proportion rule at 0.1 is used -> 35.3
+    assert items_needed_for_pair([0.1] * 5, [0.3] * 5) == 36
+    with pytest.raises(ValueError):
+        items_needed_for_pair([1, 0], [0, 1])
