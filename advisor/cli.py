@@ -30,7 +30,10 @@ err_console = Console(stderr=True)
 def _fail(err: AdvisorError) -> None:
     from .environment import redact
 
-    err_console.print(f"[bold red]error:[/] {redact(str(err))}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escape: a label such as '[/INST]' in a message is text, not rich markup
+    err_console.print(f"[bold red]error:[/] {escape(redact(str(err)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -140,6 +143,29 @@ def assess(
 
 
 @app.command()
+def estimate(
+    task: Path = typer.Argument(..., help="The task file (task.yaml)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
+) -> None:
+    """Dry run: setup, per-request and monthly cost and memory of every pipeline, in seconds."""
+    from . import spec as spec_mod
+    from .data import load_task_data
+    from .estimate import estimate as run_estimate
+
+    try:
+        spec = spec_mod.load(task)
+        result = run_estimate(spec, load_task_data(spec))
+    except AdvisorError as e:
+        _fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+        return
+    from .report.terminal import estimate_table
+
+    Console().print(estimate_table(result))
+
+
+@app.command()
 def models() -> None:
     """List the bundled models and whether they are installed and converted."""
     from rich.table import Table
@@ -154,6 +180,172 @@ def models() -> None:
                       "yes" if m["cached"] else "no (converted on first use)", m["description"])
     Console().print(table)
     Console().print("Other models: a Hugging Face id already in the local cache, or a local folder path.")
+
+
+# ---------------------------------------------------------------------------------------------
+# report, bench, history (issue 6)
+
+REPORT_FORMATS = ("html", "md", "json", "terminal")
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run folder (it holds report.json)."),
+    fmt: str = typer.Option("html", "--format", "-f", help="html | md | json | terminal."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of RUN_DIR/report.<ext>."),
+) -> None:
+    """Re-render a run's report from its report.json (html and md are written, json and terminal printed)."""
+    from .environment import redact
+    from .report import files
+    from .stages import atomic_write_text
+
+    if fmt not in REPORT_FORMATS:
+        _fail(AdvisorError(f"'{fmt}' is not a format", where="--format", fix="use html, md, json or terminal"))
+    path = run_dir / "report.json" if run_dir.is_dir() or not run_dir.name.endswith(".json") else run_dir
+    folder = path.parent
+    try:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise AdvisorError("no report.json", where=str(folder), fix="pass a run folder written by `advisor assess`")
+        except (OSError, UnicodeDecodeError) as e:
+            raise AdvisorError(f"cannot read ({e})", where=str(path)) from None
+        except ValueError as e:
+            raise AdvisorError(f"not valid JSON ({e})", where=str(path), fix="re-run the assessment") from None
+        if not isinstance(data, dict) or not isinstance(data.get("task"), dict) or "pipelines" not in data:
+            raise AdvisorError("not an advisor report (no task/pipelines)", where=str(path))
+        if fmt == "json":
+            sys.stdout.write(files.to_json(data))
+            return
+        if fmt == "terminal":
+            from .report import terminal
+
+            terminal.render(data, Console())
+            return
+        if fmt == "md":
+            text = files.to_markdown(data)
+        else:
+            from .report import html
+
+            text = redact(html.render(data, run_dir=folder))
+        target = out or folder / f"report.{fmt}"
+        try:
+            atomic_write_text(target, text)
+        except OSError as e:
+            raise AdvisorError(f"cannot write ({e.strerror})", where=str(target)) from None
+    except AdvisorError as e:
+        _fail(e)
+    Console().print(f"wrote [bold]{target}[/]")
+
+
+def _print_comparison(result: dict, console: Console) -> None:
+    from rich.table import Table
+
+    cmp = result["comparison"]
+    table = Table(title=f"Run {result['run_id']} against the previous {cmp['k']} runs of each task "
+                        f"(paired tests, {cmp['correction']}-adjusted, alpha {cmp['alpha']})")
+    for col in ("task", "pipeline", "baseline", "now", "diff", "95% CI", "p (adj.)", "test", "verdict"):
+        table.add_column(col, justify="right" if col in ("baseline", "now", "diff", "p (adj.)") else "left")
+    colour = {"drop": "bold red", "now fails": "bold red", "gain": "green", "no significant change": "dim"}
+    for t in cmp["tasks"]:
+        for e in t["pipelines"]:
+            has = "p_value" in e
+            runs = f" ({len(e['baseline_runs'])} runs)" if e.get("baseline_runs") else ""
+            table.add_row(
+                t["task"], e["pipeline"], f"{e['baseline']:.3f}{runs}" if has else "—",
+                f"{e['current_on_shared']:.3f}" if has else (f"{e['current']:.3f}" if e.get("current") is not None else "—"),
+                f"{e['diff']:+.3f}" if has else "—",
+                f"[{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}]" if has else "—",
+                f"{e['p_adjusted']:.3g}" if has else "—", e.get("test", ""),
+                f"[{colour.get(e['verdict'], '')}]{e['verdict']}[/]",
+            )
+    console.print(table)
+    for t in cmp["tasks"]:
+        r = t["recommendation"]
+        if r["previous"] is None:
+            console.print(f"{t['task']}: recommendation [bold]{r['current']}[/] (first run of this task)")
+        else:
+            verb = "[bold red]changed[/]" if r["changed"] else "unchanged"
+            console.print(f"{t['task']}: recommendation {r['previous']} → [bold]{r['current']}[/] ({verb})")
+    if cmp["regression"]:
+        console.print("[bold red]REGRESSION[/]")
+        for reason in cmp["reasons"]:
+            console.print(f"  • {reason}", highlight=False)
+    else:
+        console.print("[green]no regression[/]")
+
+
+@app.command()
+def bench(
+    suite: Path = typer.Argument(..., help="The suite file (YAML list of task files)."),
+    history_db: Path = typer.Option(..., "--history", help="SQLite history file (created if missing)."),
+    k: Optional[int] = typer.Option(None, "--k", help="Compare with the previous K runs [default: suite's k, or 5]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout (progress to stderr)."),
+    runs: Optional[Path] = typer.Option(None, "--runs", help="Where run folders go [default: beside the history]."),
+    reuse: bool = typer.Option(False, "--reuse", help="Reuse cached stages (resume a killed bench); default: fresh."),
+) -> None:
+    """Run a benchmark suite, store it in the history, and exit 1 on a regression against it."""
+    from . import bench as bench_mod
+
+    console = Console(stderr=as_json)
+    try:
+        s = bench_mod.load_suite(suite)
+        if k is not None and k < 1:
+            raise AdvisorError(f"k must be at least 1 (got {k})", where="--k")
+        with _signals(), _RichProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json) as bar:
+            result = bench_mod.run_suite(s, history_db, k=k, runs_root=runs, reuse=reuse, progress=bar,
+                                         log=lambda msg: bar.progress.console.print(msg, highlight=False))
+    except AdvisorError as e:
+        _fail(e)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    else:
+        _print_comparison(result, console)
+    raise typer.Exit(result["exit_code"])
+
+
+@app.command("history")
+def history_cmd(
+    db: Path = typer.Argument(..., help="The SQLite history written by `advisor bench`."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Only this task."),
+    last: int = typer.Option(20, "--last", min=2, help="How many runs the sparklines span."),
+) -> None:
+    """Trend table: per task and pipeline, a sparkline of scores over the last runs."""
+    from rich.table import Table
+
+    from . import history as hist
+
+    try:
+        if not db.exists():
+            raise AdvisorError("no such history file", where=str(db), fix="run `advisor bench --history` first")
+        trends = hist.trend(db, task=task, last=last)
+    except AdvisorError as e:
+        _fail(e)
+    console = Console()
+    if not trends:
+        console.print(f"{db}: no runs yet")
+        return
+    for t in trends:
+        n = len(t["runs"])
+        first, latest = t["runs"][0], t["runs"][-1]
+        table = Table(title=f"{t['task']} ({t['metric']}): {n} runs, {first['created']} → {latest['created']}")
+        for col in ("pipeline", "trend", "first", "latest", "Δ vs previous", "min", "max", "latest status"):
+            table.add_column(col, justify="left" if col in ("pipeline", "trend", "latest status") else "right")
+        for name, points in t["pipelines"].items():
+            scores = [p.get("score") if p.get("status") == "ok" else None for p in points]
+            real = [s for s in scores if s is not None]
+            prev = next((s for s in reversed(scores[:-1]) if s is not None), None)
+            delta = "—" if scores[-1] is None or prev is None else f"{scores[-1] - prev:+.3f}"
+            table.add_row(
+                name, hist.sparkline(scores), f"{real[0]:.3f}" if real else "—",
+                f"{scores[-1]:.3f}" if scores[-1] is not None else "—", delta,
+                f"{min(real):.3f}" if real else "—", f"{max(real):.3f}" if real else "—",
+                points[-1].get("status", "—"),
+            )
+        recs = [r["recommendation"] or "—" for r in t["runs"]]
+        table.caption = "recommendation: " + " → ".join(
+            r for i, r in enumerate(recs) if i == 0 or r != recs[i - 1]) + f" (latest: {recs[-1]})"
+        console.print(table)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -50,16 +51,36 @@ def default_out_dir(spec: TaskSpec, runs_root: Path) -> Path:
     return runs_root / f"{spec.name}-{stamp}"
 
 
+MIN_FREE_BYTES = 50_000_000  # reports, predictions and a LoRA adapter of a small model fit easily
+
+
 def ensure_writable(out_dir: Path) -> None:
-    """Fail before any work when the run folder cannot be written."""
+    """Fail before any work when the run folder cannot be written; on failure leave nothing behind."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AdvisorError("is a file, not a run folder", where=str(out_dir), fix="choose another --out")
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+    try:
+        free = shutil.disk_usage(next(p for p in (out_dir, *out_dir.parents) if p.exists())).free
+    except (OSError, StopIteration):
+        free = MIN_FREE_BYTES
+    if free < MIN_FREE_BYTES:
+        raise AdvisorError(
+            f"only {free / 1e6:.0f} MB free on its disk (a run needs ~{MIN_FREE_BYTES / 1e6:.0f} MB)",
+            where=str(out_dir), fix="free some space or choose another --out",
+        )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
+        probe = out_dir / f".write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
+        for p in created:  # deepest first: only the folders this call made
+            try:
+                p.rmdir()
+            except OSError:
+                pass
         raise AdvisorError(
-            f"cannot write the run folder ({e.strerror})", where=str(out_dir), fix="choose another --out"
+            f"cannot write the run folder ({e.strerror or e})", where=str(out_dir), fix="choose another --out"
         ) from None
 
 
@@ -308,7 +329,7 @@ class Assessment:
         return out
 
     def _llm_shape(self, base: str) -> tuple[int, dict]:
-        from .models import BUNDLED
+        from .models import BUNDLED, model_shape
 
         if base in self._llms:
             llm = self._llms[base][0]
@@ -318,7 +339,7 @@ class Assessment:
             if shape:
                 return shape["n_params"], {"n_layers": shape["n_layers"], "hidden": shape["hidden"]}
         b = BUNDLED.get(base)
-        return (b.params if b else 0), {"n_layers": 30, "hidden": 576}
+        return (b.params if b else 0), model_shape(base)
 
     def costs(self, n_params: int, shape: dict) -> dict:
         from .models import BUNDLED

