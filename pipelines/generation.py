@@ -151,14 +151,22 @@ class Generator:
             cmask[r, : len(c)] = 1
         cont, cmask = cont.to(self.device), cmask.to(self.device)
         results: list[ChoiceResult | None] = [None] * len(encoded)
+        prefix = self._shared_prefix(encoded)
+        if prefix:
+            # few-shot demos and label lists repeat in every prompt: encode them once
+            prefix_cache = self._prefix_cache(encoded[0][:prefix])
+            encoded_rest = [e[prefix:] for e in encoded]
         # the shared cache is copied once per choice: bound rows x prompt length, not just rows
         budget = max(self.max_batch_tokens * 2 // max(1, n_choices), 1)
         batches = length_batches([len(e) for e in encoded], self.batch_size, budget)
         done = 0
         self.progress(desc, 0, len(encoded))
         for batch in batches:
-            ids, mask = self._pad([encoded[i] for i in batch])
-            scores = self._score_batch(ids, mask, cont, cmask)
+            if prefix:
+                scores = self._score_batch_prefixed(prefix_cache, prefix, [encoded_rest[i] for i in batch], cont, cmask)
+            else:
+                ids, mask = self._pad([encoded[i] for i in batch])
+                scores = self._score_batch(ids, mask, cont, cmask)
             for row, i in enumerate(batch):
                 lp = scores[row]
                 best = max(range(n_choices), key=lambda j: lp[j])
@@ -167,13 +175,76 @@ class Generator:
             self.progress(desc, done, len(encoded))
         return results  # type: ignore[return-value]
 
+    MIN_SHARED_PREFIX = 24
+
+    def _shared_prefix(self, encoded: list[list[int]]) -> int:
+        """Length of the token prefix every prompt shares (0 when too short to be worth caching).
+
+        At least one token of each prompt stays outside the prefix, so every row has a query.
+        """
+        if len(encoded) < 2:
+            return 0
+        first, n = encoded[0], min(len(e) for e in encoded) - 1
+        k = 0
+        while k < n and all(e[k] == first[k] for e in encoded):
+            k += 1
+        return k if k >= self.MIN_SHARED_PREFIX else 0
+
+    def _prefix_cache(self, prefix: list[int]):
+        import torch
+
+        ids = torch.tensor([prefix], device=self.device)
+        with torch.inference_mode():
+            return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+
+    def _score_batch_prefixed(self, prefix_cache, p0: int, rests: list[list[int]], cont, cmask) -> list[list[float]]:
+        """Like _score_batch, but the prompts are `prefix + rest`, with the prefix's KV cache given.
+
+        The rests are right-padded after the prefix; padded slots are masked out and the
+        label tokens continue from each row's own length (explicit position ids).
+        """
+        import copy
+
+        import torch
+
+        b, n_choices, width = len(rests), cont.shape[0], cont.shape[1]
+        s = max(len(r) for r in rests)
+        ids = torch.full((b, s), self.tok.pad_token_id, dtype=torch.long, device=self.device)
+        smask = torch.zeros((b, s), dtype=torch.long, device=self.device)
+        for r, seq in enumerate(rests):
+            ids[r, : len(seq)] = torch.tensor(seq)
+            smask[r, : len(seq)] = 1
+        lengths = smask.sum(-1)
+        with torch.inference_mode():
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(b)
+            mask = torch.cat([torch.ones((b, p0), dtype=torch.long, device=self.device), smask], dim=1)
+            pos = p0 + torch.arange(s, device=self.device)[None, :].expand(b, s)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+            last = out.logits[torch.arange(b), lengths - 1]  # [b, V] at each row's last real token
+            lp = torch.log_softmax(last.float(), dim=-1)[:, cont[:, 0]]
+            if width > 1:
+                cache = out.cache
+                cache.batch_repeat_interleave(n_choices)
+                rows = cont.repeat(b, 1)
+                rmask = cmask.repeat(b, 1)
+                full_mask = torch.cat([mask.repeat_interleave(n_choices, 0), rmask[:, :-1]], dim=1)
+                start = (p0 + lengths).repeat_interleave(n_choices)[:, None]
+                cpos = start + torch.arange(width - 1, device=self.device)[None, :]
+                out2 = self.model(input_ids=rows[:, :-1], attention_mask=full_mask, position_ids=cpos,
+                                  cache=cache, use_cache=True)
+                logp = torch.log_softmax(out2.logits.float(), dim=-1)
+                nxt = logp.gather(-1, rows[:, 1:, None]).squeeze(-1) * rmask[:, 1:]
+                lp = lp + nxt.sum(-1).view(b, n_choices)
+        return lp.tolist()
+
     def _score_batch(self, ids, mask, cont, cmask) -> list[list[float]]:
         import torch
 
         b, n_choices, width = ids.shape[0], cont.shape[0], cont.shape[1]
         with torch.inference_mode():
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
             first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # [b, V]
             lp = first[:, cont[:, 0]]  # [b, C]: log p(first token of each choice)
             if width > 1:

@@ -69,3 +69,22 @@ def test_answer_choices_returns_labels_only(generator):
     assert [p.id for p in preds] == ["a", "b"]
     assert all(p.output in ("negative", "positive") for p in preds)
     assert all(len(p.extra["label_logprobs"]) == 2 for p in preds)
+
+
+def test_shared_prefix_cache_gives_the_same_scores(smollm):
+    """Few-shot demos and label lists are a prefix every prompt shares; caching it once must
+    not change a single score (rows of different lengths exercise the right-padding path)."""
+    demos = [{"role": "user", "content": "great film"}, {"role": "assistant", "content": "positive"},
+             {"role": "user", "content": "awful , boring"}, {"role": "assistant", "content": "negative"}]
+    system = {"role": "system", "content": "Decide whether this review is negative or positive. " * 4}
+    texts = ["a moving film .", "dull , boring and far too long .", "the plot makes no sense . " * 3]
+    prompts = [[system, *demos, {"role": "user", "content": t}] for t in texts]
+    labels = ["negative", "positive", "top_up_failed"]
+    gen = Generator(smollm, batch_size=3)
+    assert gen._shared_prefix(gen.encode(prompts)) >= Generator.MIN_SHARED_PREFIX
+    cached = gen.score_choices(prompts, labels)
+    gen.MIN_SHARED_PREFIX = 10**9  # force the plain path
+    plain = gen.score_choices(prompts, labels)
+    for a, b in zip(cached, plain):
+        assert a.label == b.label
+        assert a.logprobs == pytest.approx(b.logprobs, abs=2e-3)
