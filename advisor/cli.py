@@ -8,6 +8,7 @@ the finished stages have been saved.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 from contextlib import contextmanager
@@ -165,6 +166,43 @@ def estimate(
     Console().print(estimate_table(result))
 
 
+TEMPLATE = """\
+# advisor task file: see README.md. Paths are relative to this file.
+name: {name}
+type: {type}                  # classification | qa | generation
+instructions: Describe the task for the model in one or two sentences.
+{labels}data:
+  eval: eval.jsonl              # one JSON object per line
+  train: train.jsonl            # optional: few-shot pool, retrieved examples, fine-tuning set
+  # corpus: docs/               # optional: documents for RAG (.md/.txt folder or .jsonl)
+  fields: {{input: {input}, expected: {expected}}}
+target: {{metric: {metric}, min: 0.8}}   # what would you ship? set it before you look at scores
+budget: {{setup_usd: 50, requests_per_month: 100000}}
+hardware: {{gpu: H100}}
+"""
+
+
+@app.command()
+def init(
+    path: Path = typer.Argument(Path("task.yaml"), help="Where to write the task file."),
+    task_type: str = typer.Option("classification", "--type", help="classification | qa | generation."),
+) -> None:
+    """Write a commented task.yaml to start from."""
+    if task_type not in ("classification", "qa", "generation"):
+        _fail(AdvisorError(f"'{task_type}' is not a task type", where="--type", fix="use classification, qa or generation"))
+    if path.exists():
+        _fail(AdvisorError("already exists", where=str(path), fix="choose another path or delete it"))
+    cls = task_type == "classification"
+    text = TEMPLATE.format(
+        name=re.sub(r"[^A-Za-z0-9_.-]+", "-", path.resolve().parent.name).strip("-.") or "my-task", type=task_type,
+        labels="labels: [negative, positive]    # or labels.json, or omit to infer\n" if cls else "",
+        input="text" if cls else "question", expected="label" if cls else "answers",
+        metric="accuracy" if cls else "token_f1",
+    )
+    path.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {path}; edit it, then: advisor estimate {path} && advisor assess {path}")
+
+
 @app.command()
 def models() -> None:
     """List the bundled models and whether they are installed and converted."""
@@ -174,7 +212,7 @@ def models() -> None:
 
     table = Table(title=f"Bundled models (cache: {advisor_home()})")
     for col in ("name", "kind", "params", "installed", "cached", "description"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col != "description")
     for m in list_models():
         table.add_row(m["name"], m["kind"], f"{m['params'] / 1e6:.1f} M", "yes" if m["installed"] else "no",
                       "yes" if m["cached"] else "no (converted on first use)", m["description"])

@@ -1,0 +1,71 @@
+"""CLI surface: instant help (no heavy imports), version, init, estimate, models."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from advisor import __version__
+from advisor.cli import app
+
+runner = CliRunner()
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = (
+        "import sys\n"
+        "from advisor import cli\n"
+        "try:\n    cli.app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'chromadb', 'langchain_core', 'peft', 'sklearn') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "assess" in out.stdout
+    assert "HEAVY []" in out.stdout
+
+
+def test_version():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == f"advisor {__version__}"
+
+
+def test_init_writes_a_loadable_task(tmp_path):
+    from advisor import spec
+
+    target = tmp_path / "my task" / "task.yaml"
+    target.parent.mkdir()
+    res = runner.invoke(app, ["init", str(target), "--type", "qa"])
+    assert res.exit_code == 0, res.output
+    s = spec.load(target)
+    assert s.type == "qa" and s.target.metric == "token_f1" and s.name == "my-task"
+    again = runner.invoke(app, ["init", str(target)])
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_estimate_json_prices_every_pipeline(tmp_path):
+    rows = [json.dumps({"text": f"item {i} is {'good' if i % 2 else 'bad'}", "label": "pos" if i % 2 else "neg"}) + "\n"
+            for i in range(40)]
+    (tmp_path / "eval.jsonl").write_text("".join(rows[:20]))
+    (tmp_path / "train.jsonl").write_text("".join(rows[20:]))
+    (tmp_path / "task.yaml").write_text(
+        "name: est\ntype: classification\ndata: {eval: eval.jsonl, train: train.jsonl}\n"
+        "target: {metric: accuracy, min: 0.9}\nbudget: {requests_per_month: 1000}\nhardware: {gpu: L4}\nrag: {k: 8}\n"
+    )
+    res = runner.invoke(app, ["estimate", str(tmp_path / "task.yaml"), "--json"])
+    assert res.exit_code == 0, res.output
+    est = json.loads(res.stdout)
+    assert set(est["pipelines"]) == {"prompting", "rag", "finetune", "full_finetune"}
+    ft, full = est["pipelines"]["finetune"], est["pipelines"]["full_finetune"]
+    # LoRA is 4·N·D and full fine-tuning 6·N·D on the same tokens
+    assert full["train_flops"] == ft["train_flops"] * 1.5
+    assert full["memory_gb"] > ft["memory_gb"]
+    # 8 retrieved examples make longer prompts than the 4 fixed shots
+    assert est["pipelines"]["rag"]["prompt_tokens"] > est["pipelines"]["prompting"]["prompt_tokens"]
+    assert est["hardware"]["name"] == "L4"
+
+
+def test_models_lists_bundled():
+    res = runner.invoke(app, ["models"])
+    assert res.exit_code == 0
+    assert "bundled:smollm2-135m-instruct" in res.stdout and "bundled:all-minilm-l6-v2" in res.stdout
