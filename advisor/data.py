@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -78,53 +80,100 @@ def content_hash(obj: object) -> str:
 # rows
 
 
-def _read_text(path: Path, what: str) -> str:
+# csv's default field limit (128 KiB) is smaller than a long document; a real limit still applies
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+def _task(spec: TaskSpec | None) -> str:
+    """How messages name the task file."""
+    return spec.source.name if spec is not None and spec.source else "the task file"
+
+
+def _field_of(what: str) -> str:
+    return {"eval": "data.eval", "train": "data.train", "corpus": "data.corpus", "labels": "labels"}.get(what, what)
+
+
+def _read_text(path: Path, what: str, task: str = "the task file") -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Excel's CSVs) would otherwise become part of the first column name
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise AdvisorError("no such file", where=f"{path} ({what})", fix="check the path in the task file") from None
+        raise AdvisorError(
+            "no such file", where=f"{path} ({what})", fix=f"check {_field_of(what)} in {task}"
+        ) from None
     except IsADirectoryError:
-        raise AdvisorError("is a folder, expected a .jsonl or .csv file", where=f"{path} ({what})") from None
+        raise AdvisorError(
+            "is a folder, expected a .jsonl, .json or .csv file", where=f"{path} ({what})",
+            fix=f"name a file in {_field_of(what)} in {task}",
+        ) from None
     except UnicodeDecodeError as e:
         raise AdvisorError(
             f"not UTF-8 text (invalid byte at offset {e.start})", where=f"{path} ({what})", fix="re-save it as UTF-8"
         ) from None
     except OSError as e:
         raise AdvisorError(f"cannot read ({e.strerror})", where=f"{path} ({what})", fix="check its permissions") from None
+    except ValueError as e:  # e.g. a NUL in the path
+        raise AdvisorError(f"is not a usable path ({e})", where=f"{path!r} ({what})", fix=f"check {_field_of(what)}") from None
 
 
-def iter_rows(path: Path, what: str) -> Iterator[tuple[int, dict]]:
-    """(line number, row) for a .jsonl / .json / .csv file."""
-    text = _read_text(path, what)
+def iter_rows(path: Path, what: str, task: str = "the task file") -> Iterator[tuple[int, dict]]:
+    """(line number, row) for a .jsonl / .json / .csv file (.json items are numbered from 1)."""
+    text = _read_text(path, what, task)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        for i, row in enumerate(reader, start=2):
-            yield i, row
+        # newline="": quoted fields may span lines; line_num is the line where a record ends
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # bad quoting is an error
+        try:
+            for row in reader:
+                if any(str(v).strip() for v in row.get(None) or ()):  # more values than header columns
+                    raise AdvisorError(
+                        f"row has {len(row) - 1 + len(row[None])} values but the header has {len(row) - 1} columns",
+                        where=f"{path}:{reader.line_num} ({what})", fix="quote values that contain commas",
+                    )
+                row.pop(None, None)  # empty trailing values (a trailing comma)
+                yield reader.line_num, row
+        except csv.Error as e:
+            raise AdvisorError(
+                # line_num counts lines fully read; the broken one is the next
+                f"not valid CSV ({e})", where=f"{path}:{reader.line_num + 1} ({what})", fix="check the quoting there"
+            ) from None
         return
     if suffix == ".json":
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as e:
-            raise AdvisorError(f"not valid JSON ({e.msg})", where=f"{path}:{e.lineno}") from None
+            raise AdvisorError(
+                f"not valid JSON ({e.msg})", where=f"{path}:{e.lineno} ({what})", fix="fix the JSON there"
+            ) from None
+        except RecursionError:
+            raise AdvisorError("JSON is nested too deeply", where=f"{path} ({what})", fix="write a list of objects") from None
         if not isinstance(rows, list):
-            raise AdvisorError("expected a JSON list of objects", where=str(path), fix="or use JSON Lines (.jsonl)")
+            raise AdvisorError(
+                "expected a JSON list of objects", where=f"{path} ({what})", fix="write [{...}, ...] or use JSON Lines (.jsonl)"
+            )
         for i, row in enumerate(rows, start=1):
             if not isinstance(row, dict):
-                raise AdvisorError("item is not a JSON object", where=f"{path}: item {i}")
+                raise AdvisorError(
+                    "item is not a JSON object", where=f"{path}: item {i} ({what})", fix="write {\"field\": ...} items"
+                )
             yield i, row
         return
-    for i, line in enumerate(text.splitlines(), start=1):
+    # split on \n only: str.splitlines() would also split inside a string holding U+2028 or \x1c
+    for i, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise AdvisorError(
-                f"line is not valid JSON ({e.msg})", where=f"{path}:{i}", fix="one JSON object per line (JSON Lines)"
+                f"line is not valid JSON ({e.msg})", where=f"{path}:{i} ({what})", fix="one JSON object per line (JSON Lines)"
             ) from None
+        except RecursionError:
+            raise AdvisorError("JSON is nested too deeply", where=f"{path}:{i} ({what})", fix="one flat object per line") from None
         if not isinstance(row, dict):
-            raise AdvisorError("line is not a JSON object", where=f"{path}:{i}", fix="write {\"field\": ...} per line")
+            raise AdvisorError(
+                "line is not a JSON object", where=f"{path}:{i} ({what})", fix="write {\"field\": ...} per line"
+            )
         yield i, row
 
 
@@ -138,26 +187,33 @@ def _as_answers(value: object) -> tuple[str, ...]:
 
 def load_examples(path: Path, spec: TaskSpec, what: str, limit: int | None = None) -> Dataset:
     f = spec.data.fields
+    task = _task(spec)
     examples: list[Example] = []
     seen: dict[str, int] = {}
-    for line, row in iter_rows(path, what):
+    for line, row in iter_rows(path, what, task):
         for col in (f.input, f.expected):
             if col not in row:
-                have = ", ".join(list(row)[:8])
+                have = ", ".join(str(k) for k in list(row)[:8]) or "nothing"
                 raise AdvisorError(
                     f"no field '{col}' (the row has: {have})",
                     where=f"{path}:{line} ({what})",
-                    fix=f"set data.fields.{'input' if col == f.input else 'expected'} in the task file",
+                    fix=f"set data.fields.{'input' if col == f.input else 'expected'} in {task}",
                 )
         text = row[f.input]
         if not isinstance(text, str) or not text.strip():
-            raise AdvisorError(f"field '{f.input}' is empty or not text", where=f"{path}:{line} ({what})")
+            raise AdvisorError(
+                f"field '{f.input}' is empty or not text", where=f"{path}:{line} ({what})", fix="fill it in or drop the row"
+            )
         answers = _as_answers(row[f.expected])
         if not answers:
-            raise AdvisorError(f"field '{f.expected}' is empty", where=f"{path}:{line} ({what})")
+            raise AdvisorError(
+                f"field '{f.expected}' is empty", where=f"{path}:{line} ({what})", fix="fill it in or drop the row"
+            )
         if f.id:
             if f.id not in row:
-                raise AdvisorError(f"no field '{f.id}'", where=f"{path}:{line} ({what})", fix="set data.fields.id")
+                raise AdvisorError(
+                    f"no field '{f.id}'", where=f"{path}:{line} ({what})", fix=f"fix data.fields.id in {task} or the row"
+                )
             ex_id = str(row[f.id])
             if ex_id in seen:
                 raise AdvisorError(
@@ -173,7 +229,7 @@ def load_examples(path: Path, spec: TaskSpec, what: str, limit: int | None = Non
         if limit and len(examples) >= limit:
             break
     if not examples:
-        raise AdvisorError("has no examples", where=f"{path} ({what})", fix="add at least one row")
+        raise AdvisorError("has no examples", where=f"{path} ({what})", fix=f"add rows or point {_field_of(what)} at another file")
     digest = content_hash([[e.id, e.input, list(e.expected), e.context_id] for e in examples])
     return Dataset(examples, path, digest)
 
@@ -185,22 +241,34 @@ def load_examples(path: Path, spec: TaskSpec, what: str, limit: int | None = Non
 def load_labels(spec: TaskSpec, datasets: Iterable[Dataset]) -> list[str] | None:
     if spec.type != "classification":
         return None
+    task = _task(spec)
     if isinstance(spec.labels, list):
         labels = [str(x) for x in spec.labels]
+        where = f"{task}: field 'labels'"
     elif isinstance(spec.labels, Path):
-        text = _read_text(spec.labels, "labels")
+        text = _read_text(spec.labels, "labels", task)
+        where = f"{spec.labels} (labels)"
         try:
             labels = json.loads(text)
         except json.JSONDecodeError as e:
-            raise AdvisorError(f"not valid JSON ({e.msg})", where=f"{spec.labels}:{e.lineno}") from None
+            raise AdvisorError(
+                f"not valid JSON ({e.msg})", where=f"{spec.labels}:{e.lineno} (labels)", fix='write ["label a", "label b"]'
+            ) from None
+        except RecursionError:
+            raise AdvisorError("JSON is nested too deeply", where=where, fix='write ["label a", "label b"]') from None
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-            raise AdvisorError("expected a JSON list of label strings", where=str(spec.labels))
+            raise AdvisorError("expected a JSON list of label strings", where=where, fix='write ["label a", "label b"]')
     else:
         labels = sorted({e.label for d in datasets for e in d.examples})
-    if len(set(labels)) != len(labels):
-        raise AdvisorError("labels repeat", where="labels", fix="list each label once")
+        where = f"{task}: labels inferred from the data"
+    dup = next((x for i, x in enumerate(labels) if x in labels[:i]), None)
+    if dup is not None:
+        raise AdvisorError(f"label '{dup}' is listed twice", where=where, fix="list each label once")
     if len(labels) < 2:
-        raise AdvisorError("a classification task needs at least 2 labels", where="labels")
+        raise AdvisorError(
+            f"a classification task needs at least 2 labels, found {len(labels)}", where=where,
+            fix="list every label in 'labels' (or use type: generation)",
+        )
     return labels
 
 
@@ -219,11 +287,16 @@ def check_labels(ds: Dataset, labels: list[str], what: str) -> None:
 # corpus
 
 
-def load_corpus(paths: list[Path]) -> list[Document]:
-    """JSONL files (id, title, text) and/or folders of .md/.txt files, searched recursively."""
+def load_corpus(paths: list[Path], task: str = "the task file") -> list[Document]:
+    """JSONL files (id, title, text), single .md/.txt files and/or folders of them (recursive)."""
     docs: list[Document] = []
     for p in paths:
-        if p.is_dir():
+        if p.is_file() and p.suffix.lower() in CORPUS_SUFFIXES:
+            text = _read_text(p, "corpus", task).strip()
+            if not text:
+                raise AdvisorError("is empty", where=f"{p} (data.corpus)", fix="add text or remove it from data.corpus")
+            docs.append(Document(p.name, p.stem.replace("_", " "), text))
+        elif p.is_dir():
             files = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in CORPUS_SUFFIXES)
             found = 0
             for q in files:
@@ -242,17 +315,21 @@ def load_corpus(paths: list[Path]) -> list[Document]:
                     fix="add UTF-8 .md/.txt files or point at a .jsonl corpus",
                 )
         elif not p.exists():
-            raise AdvisorError("no such file or folder", where=f"{p} (data.corpus)", fix="check the path in the task file")
+            raise AdvisorError("no such file or folder", where=f"{p} (data.corpus)", fix=f"check data.corpus in {task}")
         else:
-            for line, row in iter_rows(p, "corpus"):
-                if "text" not in row or not str(row["text"]).strip():
-                    raise AdvisorError("no 'text' field", where=f"{p}:{line} (corpus)", fix="each line needs id, title, text")
+            for line, row in iter_rows(p, "corpus", task):
+                if row.get("text") is None or not str(row["text"]).strip():
+                    raise AdvisorError(
+                        "no 'text' field", where=f"{p}:{line} (corpus)", fix="each line needs id, title and text"
+                    )
                 doc_id = str(row.get("id", f"{p.stem}-{line}"))
                 docs.append(Document(doc_id, str(row.get("title", "")), str(row["text"]).strip()))
     seen: set[str] = set()
     for d in docs:
         if d.id in seen:
-            raise AdvisorError(f"duplicate document id '{d.id}'", where="data.corpus", fix="make document ids unique")
+            raise AdvisorError(
+                f"duplicate document id '{d.id}'", where=f"{task}: field 'data.corpus'", fix="make document ids unique"
+            )
         seen.add(d.id)
     return docs
 
@@ -276,8 +353,9 @@ def load_task_data(spec: TaskSpec) -> TaskData:
         )
     if spec.finetune.mode == "always" and train_ds is None:
         raise AdvisorError(
-            "fine-tuning needs a train set", where="data.train", fix="add data.train or set finetune.mode: auto"
+            "fine-tuning needs a train set", where=f"{_task(spec)}: field 'data.train'",
+            fix="add data.train or set finetune.mode: auto",
         )
-    corpus = load_corpus(spec.data.corpus) if spec.data.corpus else None
+    corpus = load_corpus(spec.data.corpus, _task(spec)) if spec.data.corpus else None
     corpus_hash = content_hash([[d.id, d.title, d.text] for d in corpus]) if corpus else None
     return TaskData(eval_ds, train_ds, labels, corpus, corpus_hash)

@@ -5,6 +5,7 @@ Versions come from package metadata, not imports, so recording them costs nothin
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -19,7 +20,9 @@ PACKAGES = (
     "torch", "transformers", "peft", "accelerate", "sentence-transformers", "chromadb", "langchain",
     "langchain-core", "langchain-chroma", "numpy", "scikit-learn", "scipy",
 )
-SECRET_NAME = re.compile(r"(_API_KEY|_TOKEN|_SECRET|_PASSWORD)$|^(HF_TOKEN|OPENAI_API_KEY)$", re.I)
+SECRET_NAME = re.compile(
+    r"(_API_KEY|_TOKEN|_SECRET|_PASSWORD|_ACCESS_KEY|_SECRET_KEY)$|^(HF_TOKEN|OPENAI_API_KEY)$", re.I
+)
 
 
 def versions() -> dict[str, str | None]:
@@ -63,6 +66,9 @@ def secret_values() -> list[str]:
 
 
 def redact(text: str) -> str:
-    for value in secret_values():
+    for value in sorted(secret_values(), key=len, reverse=True):
         text = text.replace(value, "***")
+        escaped = json.dumps(value, ensure_ascii=False)[1:-1]  # the form it takes inside a JSON string
+        if escaped != value:
+            text = text.replace(escaped, "***")
     return text

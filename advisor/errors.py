@@ -6,6 +6,10 @@ the CLI prints its message and exits 2 without a traceback. Programming errors s
 
 from __future__ import annotations
 
+import re
+
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
+
 
 class AdvisorError(Exception):
     """A problem the user can fix; `str(err)` is the whole message."""
@@ -16,7 +20,9 @@ class AdvisorError(Exception):
         parts = [f"{where}: {message}" if where else message]
         if fix:
             parts.append(fix)
-        super().__init__("; ".join(p.rstrip(".") for p in parts) + ".")
+        text = "; ".join(p.rstrip(".") for p in parts)
+        text = _LINE_BREAKS.sub(" ", text)  # one line, always: no newline from a path or a library message
+        super().__init__(text if text.endswith(("?", "!")) else text + ".")
 
 
 class Interrupted(Exception):
