@@ -278,6 +278,7 @@ def report(
 
 def _print_comparison(result: dict, console: Console) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     cmp = result["comparison"]
     table = Table(title=f"Run {result['run_id']} against the previous {cmp['k']} runs of each task "
@@ -295,7 +296,7 @@ def _print_comparison(result: dict, console: Console) -> None:
                 f"{e['diff']:+.3f}" if has else "—",
                 f"[{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}]" if has else "—",
                 f"{e['p_adjusted']:.3g}" if has else "—", e.get("test", ""),
-                f"[{colour.get(e['verdict'], '')}]{e['verdict']}[/]",
+                Text(e["verdict"], style=colour.get(e["verdict"], "")),
             )
     console.print(table)
     for t in cmp["tasks"]:
@@ -308,7 +309,7 @@ def _print_comparison(result: dict, console: Console) -> None:
     if cmp["regression"]:
         console.print("[bold red]REGRESSION[/]")
         for reason in cmp["reasons"]:
-            console.print(f"  • {reason}", highlight=False)
+            console.print(f"  • {reason}", highlight=False, markup=False)
     else:
         console.print("[green]no regression[/]")
 
@@ -332,7 +333,7 @@ def bench(
             raise AdvisorError(f"k must be at least 1 (got {k})", where="--k")
         with _signals(), _RichProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json) as bar:
             result = bench_mod.run_suite(s, history_db, k=k, runs_root=runs, reuse=reuse, progress=bar,
-                                         log=lambda msg: bar.progress.console.print(msg, highlight=False))
+                                         log=lambda msg: bar.progress.console.print(msg, highlight=False, markup=False))
     except AdvisorError as e:
         _fail(e)
     if as_json:

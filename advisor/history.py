@@ -1,0 +1,629 @@
+"""The benchmark history: a SQLite file of bench runs, and regression gating against it.
+
+Why SQLite: one file a nightly job can keep, copy and query, safe for two writers at once.
+The file is opened in WAL mode with a busy timeout, every write is one `BEGIN IMMEDIATE`
+transaction, and the schema is versioned: `MIGRATIONS` is an append-only list, each step
+recorded in `schema_migrations` (and mirrored in `PRAGMA user_version`). The file is marked
+with `PRAGMA application_id` so that a path pointing at some other database is refused with
+one line instead of being "migrated".
+
+What is stored per bench run: the environment (package versions, git commit, device, time);
+per task: the summary (recommendation, scores, costs); per task and pipeline: the status,
+score and CI; and every eval item's score, keyed by the item id, so that later runs can be
+compared item by item.
+
+Regression gating (`compare`): each pipeline of a task is compared with a *baseline* made of
+the previous K runs of that task, not just the last one: per eval item, the baseline score is
+the mean of that item's scores over the K runs (items aligned by id), which averages away
+run-to-run noise. The comparison is the paired test of `advisor.stats.paired_compare`
+(exact McNemar when both sides are 0/1, i.e. K = 1 on accuracy; paired bootstrap CI and a
+sign-flip permutation p otherwise). Because a suite makes many comparisons a night, p-values
+are Holm-adjusted across the run's comparisons before they gate. A run regresses (exit 1)
+when a pipeline's score drops significantly, a pipeline that worked now fails, or a task's
+recommendation differs from its previous run's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from .errors import AdvisorError
+
+APPLICATION_ID = 0x41445649  # "ADVI": marks an advisor history database
+BUSY_TIMEOUT_MS = 30_000
+DEFAULT_K = 5
+ALPHA = 0.05
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+# ---------------------------------------------------------------------------------------------
+# schema and migrations
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run DDL statements one by one: executescript() would COMMIT the open migration transaction."""
+    for stmt in sql.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
+def _m1(conn: sqlite3.Connection) -> None:
+    _script(conn, 
+        """
+        CREATE TABLE bench_runs (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            created         TEXT NOT NULL,             -- ISO 8601, UTC
+            suite           TEXT,
+            git_commit      TEXT,
+            device          TEXT,
+            advisor_version TEXT,
+            python          TEXT,
+            platform        TEXT,
+            environment     TEXT NOT NULL              -- JSON: everything environment() reports
+        );
+        CREATE TABLE task_runs (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            bench_run_id     INTEGER NOT NULL REFERENCES bench_runs(id) ON DELETE CASCADE,
+            task             TEXT NOT NULL,
+            task_type        TEXT,
+            metric           TEXT,
+            target           REAL,
+            higher_is_better INTEGER NOT NULL DEFAULT 1,
+            base_model       TEXT,
+            recommendation   TEXT,
+            meets_target     INTEGER,
+            eval_hash        TEXT,
+            n_eval           INTEGER,
+            wall_seconds     REAL,
+            created          TEXT,
+            run_dir          TEXT,
+            summary          TEXT NOT NULL             -- JSON: recommendation, costs, stages
+        );
+        CREATE TABLE pipeline_results (
+            task_run_id INTEGER NOT NULL REFERENCES task_runs(id) ON DELETE CASCADE,
+            pipeline    TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            score       REAL,
+            ci_lo       REAL,
+            ci_hi       REAL,
+            n           INTEGER,
+            setup_usd   REAL,
+            usd_per_1k  REAL,
+            reason      TEXT,
+            reused      INTEGER,
+            PRIMARY KEY (task_run_id, pipeline)
+        );
+        CREATE TABLE example_scores (
+            task_run_id INTEGER NOT NULL,
+            pipeline    TEXT NOT NULL,
+            item_id     TEXT NOT NULL,
+            score       REAL NOT NULL,
+            PRIMARY KEY (task_run_id, pipeline, item_id),
+            FOREIGN KEY (task_run_id, pipeline)
+                REFERENCES pipeline_results(task_run_id, pipeline) ON DELETE CASCADE
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+def _m2(conn: sqlite3.Connection) -> None:
+    """Package versions as rows (queryable: "when did torch change?"), backfilled from v1 JSON."""
+    _script(conn, 
+        """
+        CREATE INDEX task_runs_by_task ON task_runs(task, bench_run_id);
+        CREATE TABLE packages (
+            bench_run_id INTEGER NOT NULL REFERENCES bench_runs(id) ON DELETE CASCADE,
+            name         TEXT NOT NULL,
+            version      TEXT,
+            PRIMARY KEY (bench_run_id, name)
+        ) WITHOUT ROWID;
+        """
+    )
+    for run_id, env in conn.execute("SELECT id, environment FROM bench_runs").fetchall():
+        _insert_packages(conn, run_id, _loads(env).get("packages") or {})
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
+    (1, "bench runs, task runs, pipeline results, per-example scores", _m1),
+    (2, "index task runs by task; package versions table (backfilled)", _m2),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def _loads(text: str | None) -> dict:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _insert_packages(conn: sqlite3.Connection, run_id: int, packages: dict) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO packages(bench_run_id, name, version) VALUES (?, ?, ?)",
+        [(run_id, str(k), None if v is None else str(v)) for k, v in packages.items()],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# opening
+
+
+def _not_advisor(path: Path, why: str) -> AdvisorError:
+    return AdvisorError(
+        f"not an advisor history database ({why})",
+        where=str(path),
+        fix="pass the .sqlite file that `advisor bench --history` writes, or a new path to start one",
+    )
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error): one writer at a time, all or nothing."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _retry_locked(fn: Callable[[], Any], seconds: float = BUSY_TIMEOUT_MS / 1000) -> Any:
+    """Run fn, retrying while another connection holds a lock the busy handler does not cover."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, upto: int) -> None:
+    with transaction(conn):
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables.discard("sqlite_sequence")
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+            shown = ", ".join(sorted(tables)[:5]) or "no tables"
+            raise _not_advisor(path, f"a different SQLite database: {shown}")
+        if app_id == 0:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
+                " applied TEXT NOT NULL)"
+            )
+        elif "schema_migrations" not in tables:
+            raise _not_advisor(path, "its migrations table is missing")
+        done = set(applied_migrations(conn))
+        newest = max(done, default=0)
+        if newest > SCHEMA_VERSION:
+            raise AdvisorError(
+                f"written by a newer advisor (schema v{newest}, this one knows v{SCHEMA_VERSION})",
+                where=str(path), fix="upgrade advisor",
+            )
+        for version, description, step in MIGRATIONS:
+            if version in done or version > upto:
+                continue
+            step(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations(version, description, applied) VALUES (?, ?, ?)",
+                (version, description, _now()),
+            )
+            conn.execute(f"PRAGMA user_version = {version}")
+
+
+def connect(path: str | Path, *, upto: int = SCHEMA_VERSION) -> sqlite3.Connection:
+    """Open (creating if needed) a history database, migrated to the current schema.
+
+    `upto` stops migrating at an older version (tests use it to build old databases).
+    Anything that is not an advisor history database raises AdvisorError with one line.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise AdvisorError("is a folder", where=str(path), fix="name a .sqlite file")
+    if path.exists() and path.stat().st_size > 0:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as e:
+            raise AdvisorError(f"cannot read ({e.strerror})", where=str(path)) from None
+        if head != SQLITE_HEADER:
+            raise _not_advisor(path, "not a SQLite file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except (OSError, sqlite3.Error) as e:
+        raise AdvisorError(f"cannot open ({e})", where=str(path), fix="check the path and its permissions") from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        mode = _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        if str(mode).lower() != "wal":  # pragma: no cover - e.g. a read-only medium
+            raise AdvisorError(f"cannot switch to WAL mode (got {mode})", where=str(path))
+        conn.execute("PRAGMA synchronous = NORMAL")
+        _retry_locked(lambda: _migrate(conn, path, upto))
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        if "not a database" in str(e) or "malformed" in str(e):
+            raise _not_advisor(path, str(e)) from None
+        raise AdvisorError(f"database error: {e}", where=str(path)) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def opened(db: str | Path | sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    if isinstance(db, sqlite3.Connection):
+        yield db
+        return
+    conn = connect(db)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def _ci(p: dict) -> tuple[float | None, float | None]:
+    ci = p.get("ci")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        return ci[0], ci[1]
+    return None, None
+
+
+def _check_report(report: Any, i: int) -> None:
+    if not isinstance(report, dict) or not isinstance(report.get("task"), dict) or "name" not in report["task"]:
+        raise AdvisorError(f"report {i} has no task.name", where="history.record_run", fix="pass report.json dicts")
+
+
+def record_run(
+    db: str | Path | sqlite3.Connection,
+    reports: dict | Sequence[dict],
+    *,
+    suite: str | None = None,
+    environment: dict | None = None,
+    created: str | None = None,
+    run_dirs: Sequence[str | Path | None] | None = None,
+) -> int:
+    """Store one bench run (one or more task reports) in one transaction; returns its id.
+
+    `environment` defaults to the first report's (package versions, git commit, device);
+    `created` defaults to now (UTC).
+    """
+    if isinstance(reports, dict):
+        reports = [reports]
+    reports = list(reports)
+    for i, r in enumerate(reports):
+        _check_report(r, i)
+    env = dict(environment or (reports[0].get("environment") if reports else None) or {})
+    if not env.get("device"):
+        env["device"] = next((r.get("environment", {}).get("device") for r in reports
+                              if r.get("environment", {}).get("device")), None)
+    dirs = list(run_dirs) if run_dirs is not None else [None] * len(reports)
+    created = created or _now()
+    with opened(db) as conn, transaction(conn):
+        cur = conn.execute(
+            "INSERT INTO bench_runs(created, suite, git_commit, device, advisor_version, python, platform,"
+            " environment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (created, suite, env.get("git_commit"), env.get("device"), env.get("advisor"), env.get("python"),
+             env.get("platform"), json.dumps(env, default=str, sort_keys=True)),
+        )
+        run_id = int(cur.lastrowid)
+        _insert_packages(conn, run_id, env.get("packages") or {})
+        for report, run_dir in zip(reports, dirs):
+            _insert_task(conn, run_id, report, run_dir, created)
+    return run_id
+
+
+def _insert_task(conn: sqlite3.Connection, run_id: int, report: dict, run_dir, created: str) -> int:
+    t = report["task"]
+    rec = report.get("recommendation") or {}
+    pipes = report.get("pipelines") or {}
+    summary = {
+        "recommendation": {k: rec.get(k) for k in ("choice", "meets_target", "best", "reasons") if k in rec},
+        "scores": {n: p.get("score") for n, p in pipes.items()},
+        "stages": report.get("stages"),
+        "advisor_version": report.get("advisor_version"),
+        "report_created": report.get("created"),
+    }
+    cur = conn.execute(
+        "INSERT INTO task_runs(bench_run_id, task, task_type, metric, target, higher_is_better, base_model,"
+        " recommendation, meets_target, eval_hash, n_eval, wall_seconds, created, run_dir, summary)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, t["name"], t.get("type"), t.get("metric"), t.get("target"),
+         int(t.get("higher_is_better", True)), report.get("base_model"), rec.get("choice"),
+         None if rec.get("meets_target") is None else int(bool(rec.get("meets_target"))),
+         (t.get("hashes") or {}).get("eval"), t.get("n_eval"), report.get("wall_seconds"),
+         report.get("created") or created, None if run_dir is None else str(run_dir),
+         json.dumps(summary, default=str, sort_keys=True)),
+    )
+    task_run_id = int(cur.lastrowid)
+    ids = [str(i) for i in (t.get("eval_ids") or [])]
+    for name, p in pipes.items():
+        lo, hi = _ci(p)
+        c = p.get("cost") or {}
+        conn.execute(
+            "INSERT INTO pipeline_results(task_run_id, pipeline, status, score, ci_lo, ci_hi, n, setup_usd,"
+            " usd_per_1k, reason, reused) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (task_run_id, name, p.get("status", "unknown"), p.get("score"), lo, hi, p.get("n"),
+             c.get("setup_usd"), c.get("usd_per_1k_requests"), p.get("reason"), int(bool(p.get("reused")))),
+        )
+        scores = p.get("per_example")
+        if p.get("status") == "ok" and scores:
+            if len(scores) != len(ids):
+                raise AdvisorError(
+                    f"pipelines.{name}.per_example has {len(scores)} scores but task.eval_ids has {len(ids)}",
+                    where=f"report of task {t['name']}", fix="record a complete report.json",
+                )
+            conn.executemany(
+                "INSERT INTO example_scores(task_run_id, pipeline, item_id, score) VALUES (?, ?, ?, ?)",
+                [(task_run_id, name, i, float(s)) for i, s in zip(ids, scores) if s is not None],
+            )
+    return task_run_id
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def runs(db: str | Path | sqlite3.Connection, limit: int | None = None) -> list[dict]:
+    """Bench runs, oldest first (the last `limit` of them)."""
+    with opened(db) as conn:
+        rows = conn.execute(
+            "SELECT id, created, suite, git_commit, device, advisor_version FROM bench_runs ORDER BY id DESC"
+            + (" LIMIT ?" if limit else ""), (limit,) if limit else (),
+        ).fetchall()
+    keys = ("id", "created", "suite", "git_commit", "device", "advisor_version")
+    return [dict(zip(keys, r)) for r in reversed(rows)]
+
+
+PIPELINE_ORDER = ("baseline", "prompting", "rag", "finetune")
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (PIPELINE_ORDER.index(name) if name in PIPELINE_ORDER else len(PIPELINE_ORDER), name)
+
+
+@dataclass
+class TaskRun:
+    id: int
+    bench_run_id: int
+    task: str
+    metric: str | None
+    higher_is_better: bool
+    recommendation: str | None
+    eval_hash: str | None
+    created: str | None
+    git_commit: str | None
+    pipelines: dict[str, dict]  # name -> {status, score, ci, reason}
+
+    def scores(self, conn: sqlite3.Connection, pipeline: str) -> dict[str, float]:
+        return dict(conn.execute(
+            "SELECT item_id, score FROM example_scores WHERE task_run_id = ? AND pipeline = ?", (self.id, pipeline)
+        ).fetchall())
+
+
+def _task_runs(conn: sqlite3.Connection, where: str, args: tuple, limit: int | None = None) -> list[TaskRun]:
+    sql = (
+        "SELECT t.id, t.bench_run_id, t.task, t.metric, t.higher_is_better, t.recommendation, t.eval_hash,"
+        " b.created, b.git_commit FROM task_runs t JOIN bench_runs b ON b.id = t.bench_run_id"
+        f" WHERE {where} ORDER BY t.bench_run_id DESC, t.id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+    )
+    out = []
+    for row in conn.execute(sql, args).fetchall():
+        rows = conn.execute(
+            "SELECT pipeline, status, score, ci_lo, ci_hi, reason FROM pipeline_results WHERE task_run_id = ?",
+            (row[0],),
+        ).fetchall()
+        pipes = {
+            r[0]: {"status": r[1], "score": r[2], "ci": [r[3], r[4]] if r[3] is not None else None, "reason": r[5]}
+            for r in sorted(rows, key=lambda r: _order(r[0]))
+        }
+        out.append(TaskRun(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8], pipes))
+    return out
+
+
+def tasks(db: str | Path | sqlite3.Connection) -> list[str]:
+    with opened(db) as conn:
+        return [r[0] for r in conn.execute("SELECT DISTINCT task FROM task_runs ORDER BY task")]
+
+
+def trend(db: str | Path | sqlite3.Connection, task: str | None = None, last: int = 20) -> list[dict]:
+    """Per task: the last `last` runs (oldest first) with each pipeline's status and score."""
+    with opened(db) as conn:
+        names = [task] if task else [r[0] for r in conn.execute("SELECT DISTINCT task FROM task_runs ORDER BY task")]
+        if task and not conn.execute("SELECT 1 FROM task_runs WHERE task = ? LIMIT 1", (task,)).fetchone():
+            known = ", ".join(r[0] for r in conn.execute("SELECT DISTINCT task FROM task_runs ORDER BY task"))
+            raise AdvisorError(f"no runs of task '{task}'", where="--task", fix=f"known tasks: {known or 'none'}")
+        out = []
+        for name in names:
+            trs = list(reversed(_task_runs(conn, "t.task = ?", (name,), limit=last)))
+            pipelines = sorted({p for tr in trs for p in tr.pipelines}, key=_order)
+            out.append({
+                "task": name,
+                "metric": trs[-1].metric if trs else None,
+                "runs": [{"bench_run_id": tr.bench_run_id, "created": tr.created, "git_commit": tr.git_commit,
+                          "recommendation": tr.recommendation} for tr in trs],
+                "pipelines": {p: [tr.pipelines.get(p, {"status": "absent", "score": None}) for tr in trs]
+                              for p in pipelines},
+            })
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# regression gating
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone), in the input order."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def _compare_pipeline(conn, current: TaskRun, previous: list[TaskRun], name: str, alpha: float) -> dict:
+    from . import stats
+
+    cur = current.pipelines[name]
+    entry: dict[str, Any] = {"pipeline": name, "status": cur["status"], "current": cur.get("score"),
+                             "regressed": False, "verdict": "no baseline"}
+    last = next((tr for tr in previous if name in tr.pipelines), None)
+    if cur["status"] != "ok":
+        if last is not None and last.pipelines[name]["status"] == "ok":
+            entry.update(regressed=True, verdict="now fails",
+                         reason=f"{name} was ok in run {last.bench_run_id} and is now {cur['status']}: "
+                                f"{cur.get('reason') or 'no reason recorded'}")
+        else:
+            entry["verdict"] = cur["status"]
+        return entry
+    base_runs = [tr for tr in previous if tr.pipelines.get(name, {}).get("status") == "ok"]
+    if not base_runs:
+        return entry
+    now = current.scores(conn, name)
+    sums: dict[str, list[float]] = {}
+    for tr in base_runs:
+        for item, s in tr.scores(conn, name).items():
+            sums.setdefault(item, []).append(s)
+    items = [i for i in now if i in sums]
+    entry.update(baseline_runs=[tr.bench_run_id for tr in base_runs], n=len(items))
+    if any(tr.eval_hash and current.eval_hash and tr.eval_hash != current.eval_hash for tr in base_runs):
+        entry["note"] = "the eval set differs from some baseline runs; compared on the item ids they share"
+    if not items:
+        entry["verdict"] = "no shared items"
+        return entry
+    ref = [sum(sums[i]) / len(sums[i]) for i in items]
+    new = [now[i] for i in items]
+    c = stats.paired_compare(ref, new, names=("baseline", "current"), alpha=alpha)
+    entry.update(
+        baseline=sum(ref) / len(ref), current_on_shared=sum(new) / len(new), diff=c.diff,
+        ci=[float(c.ci[0]), float(c.ci[1])], p_value=c.p_value, test=c.test,
+        worse=(c.diff < 0) if current.higher_is_better else (c.diff > 0),
+        verdict="pending",
+    )
+    return entry
+
+
+def compare(
+    db: str | Path | sqlite3.Connection,
+    run_id: int | None = None,
+    *,
+    k: int = DEFAULT_K,
+    alpha: float = ALPHA,
+    correction: str = "holm",
+) -> dict:
+    """Compare a bench run (default: the latest) with the previous `k` runs of each of its tasks.
+
+    Returns {"run_id", "k", "alpha", "correction", "regression": bool, "exit_code": 0|1,
+    "tasks": [{"task", "baseline_runs", "recommendation": {...}, "pipelines": [...], "reasons"}],
+    "reasons": [...]}.
+    """
+    if k < 1:
+        raise AdvisorError(f"k must be at least 1 (got {k})", where="--k")
+    if correction not in ("holm", "none"):
+        raise ValueError(f"unknown correction {correction!r}")
+    with opened(db) as conn:
+        if run_id is None:
+            row = conn.execute("SELECT max(id) FROM bench_runs").fetchone()
+            if row[0] is None:
+                raise AdvisorError("the history has no runs", where=str(db), fix="run `advisor bench` first")
+            run_id = int(row[0])
+        currents = list(reversed(_task_runs(conn, "t.bench_run_id = ?", (run_id,))))
+        if not currents:
+            raise AdvisorError(f"no bench run {run_id} with tasks", where=str(db))
+        out_tasks = []
+        for cur in currents:
+            previous = _task_runs(conn, "t.task = ? AND t.bench_run_id < ?", (cur.task, run_id), limit=k)
+            last = previous[0] if previous else None
+            rec = {"current": cur.recommendation, "previous": last.recommendation if last else None,
+                   "previous_run": last.bench_run_id if last else None}
+            rec["changed"] = bool(last) and last.recommendation != cur.recommendation
+            out_tasks.append({
+                "task": cur.task, "metric": cur.metric, "baseline_runs": [tr.bench_run_id for tr in previous],
+                "recommendation": rec,
+                "pipelines": [_compare_pipeline(conn, cur, previous, p, alpha) for p in cur.pipelines],
+            })
+    tested = [e for t in out_tasks for e in t["pipelines"] if "p_value" in e]
+    raw = [e["p_value"] for e in tested]
+    adjusted = holm(raw) if correction == "holm" else raw
+    for e, p in zip(tested, adjusted):
+        e["p_adjusted"] = p
+        e["significant"] = p < alpha
+        e["regressed"] = e["significant"] and e["worse"]
+        e["verdict"] = ("drop" if e["worse"] else "gain") if e["significant"] else "no significant change"
+    reasons = []
+    for t in out_tasks:
+        t["reasons"] = []
+        for e in t["pipelines"]:
+            if e["verdict"] == "drop":
+                t["reasons"].append(
+                    f"{t['task']}/{e['pipeline']}: {t['metric']} fell from {e['baseline']:.3f} (mean of "
+                    f"{len(e['baseline_runs'])} previous runs) to {e['current_on_shared']:.3f} on {e['n']} items "
+                    f"(diff {e['diff']:+.3f}, {e['test']} p={e['p_adjusted']:.3g} {correction}-adjusted)"
+                )
+            elif e["verdict"] == "now fails":
+                t["reasons"].append(f"{t['task']}/{e['reason']}")
+        r = t["recommendation"]
+        if r["changed"]:
+            t["reasons"].append(
+                f"{t['task']}: the recommendation changed from {r['previous']} (run {r['previous_run']}) "
+                f"to {r['current']}"
+            )
+        t["regression"] = bool(t["reasons"])
+        reasons += t["reasons"]
+    return {"run_id": run_id, "k": k, "alpha": alpha, "correction": correction, "regression": bool(reasons),
+            "exit_code": 1 if reasons else 0, "tasks": out_tasks, "reasons": reasons}
+
+
+# ---------------------------------------------------------------------------------------------
+# text helpers for the CLI
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Iterable[float | None], min_span: float = 0.05) -> str:
+    """One character per value; None shows as '·'. The scale is the values' own range, but at
+    least `min_span` wide, so that noise in the third decimal does not look like a cliff."""
+    vals = list(values)
+    real = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not real:
+        return "·" * len(vals)
+    lo, hi = min(real), max(real)
+    if hi - lo < min_span:
+        mid = (hi + lo) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    out = []
+    for v in vals:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append("·")
+        else:
+            out.append(SPARKS[min(len(SPARKS) - 1, int((v - lo) / (hi - lo) * len(SPARKS)))])
+    return "".join(out)
