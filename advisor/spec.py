@@ -43,7 +43,7 @@ def _path_value(v: Any) -> Any:
     if v is None or (isinstance(v, str) and not v.strip()):
         raise ValueError("is empty; write a path relative to the task file")
     if not isinstance(v, str):
-        raise ValueError(f"must be a path (text), not {_kind(v)}")
+        raise ValueError(f"must be a path (text), not {_kind(v)}; write a path relative to the task file")
     if "\x00" in v:
         raise ValueError("contains a NUL character; write a plain path")
     return v
@@ -236,7 +236,9 @@ class TaskSpec(_Strict):
                 else:
                     raise ValueError(f"item {i} ({x!r}) is not a label name; write each label as text")
             return out
-        raise ValueError(f"must be a list of labels or the path of a JSON file, not {_kind(v)}")
+        raise ValueError(
+            f"must be a list of labels or the path of a JSON file, not {_kind(v)}; write e.g. [negative, positive]"
+        )
 
     @field_validator("name")
     @classmethod
@@ -362,10 +364,11 @@ def _one_line(err: ValidationError, file: str) -> AdvisorError:
         key = str(loc[-1])
         known = _known_fields(TaskSpec, loc[:-1])
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(known)}"
         parent = _loc(loc[:-1])
         where = f"{file}: unknown key '{key}'" + ("" if not loc[:-1] else f" in '{parent}'")
-        return AdvisorError(hint, where=where)
+        if close:
+            return AdvisorError(f"did you mean '{close[0]}'?", where=where)
+        return AdvisorError("not a setting here", where=where, fix=f"remove it, or use one of: {', '.join(known)}")
     field = _loc(loc)
     where = f"{file}: field '{field}'" if field != "(top level)" else file
     if kind == "missing":

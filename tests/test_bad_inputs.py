@@ -189,6 +189,7 @@ def test_bad_input(case_dir, files, args, message):
     result = CliRunner().invoke(app, argv)
     expected = "error: " + message.replace("{tmp}", str(case_dir.resolve())) + "\n"
     assert result.stderr == expected
+    assert "; " in message or message.endswith("?"), "every message says how to fix it"
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "Traceback" not in result.output

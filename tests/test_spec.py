@@ -51,7 +51,7 @@ BAD = [
     ("unknown-fields-key", BASE.replace("  eval: eval.jsonl\n", "  eval: eval.jsonl\n  fields: {inputs: text}\n"),
      "task.yaml: unknown key 'inputs' in 'data.fields': did you mean 'input'?"),
     ("unknown-key-no-match", BASE + "colour: red\n",
-     f"task.yaml: unknown key 'colour': allowed keys: {ALLOWED_TOP}."),
+     f"task.yaml: unknown key 'colour': not a setting here; remove it, or use one of: {ALLOWED_TOP}."),
     ("wrong-type-number", BASE.replace("min: 0.8", "min: lots"),
      "task.yaml: field 'target.min': must be a number (got 'lots'); write a number."),
     ("wrong-type-mapping", BASE.replace("target: {metric: accuracy, min: 0.8}", "target: accuracy"),
@@ -109,7 +109,8 @@ BAD = [
     ("choices-for-qa", QA.replace("data:", "decoding: choices\ndata:"),
      "task.yaml: decoding 'choices' is only for classification tasks; use 'generate'."),
     ("labels-mapping", BASE.replace("[negative, positive]", "{a: 1}"),
-     "task.yaml: field 'labels': must be a list of labels or the path of a JSON file, not a mapping."),
+     "task.yaml: field 'labels': must be a list of labels or the path of a JSON file, not a mapping; "
+     "write e.g. [negative, positive]."),
     ("labels-null-item", BASE.replace("[negative, positive]", "[negative, null]"),
      "task.yaml: field 'labels': item 1 (None) is not a label name; write each label as text."),
     ("bad-name", BASE.replace("name: tiny", "name: my task"),
@@ -135,7 +136,7 @@ BAD = [
     ("eval-empty", BASE.replace("eval: eval.jsonl", "eval:"),
      "task.yaml: field 'data.eval': is empty; write a path relative to the task file."),
     ("eval-number", BASE.replace("eval: eval.jsonl", "eval: 5"),
-     "task.yaml: field 'data.eval': must be a path (text), not a number."),
+     "task.yaml: field 'data.eval': must be a path (text), not a number; write a path relative to the task file."),
     ("eval-nul", BASE.replace("eval: eval.jsonl", 'eval: "a\\0b"'),
      "task.yaml: field 'data.eval': contains a NUL character; write a plain path."),
     ("corpus-empty-list", BASE.replace("  eval: eval.jsonl\n", "  eval: eval.jsonl\n  corpus: []\n"),
@@ -161,7 +162,8 @@ def test_bad_task_file_message(in_tmp, text, message):
     with pytest.raises(AdvisorError) as err:
         spec.load("task.yaml")
     assert str(err.value) == message
-    assert "\n" not in str(err.value)
+    assert "\n" not in message and message.startswith("task.yaml")  # one line, naming the file
+    assert "; " in message or message.endswith("?")  # ...and saying how to fix it
 
 
 def test_case_ids_are_unique():
