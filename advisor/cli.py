@@ -281,15 +281,19 @@ def _print_comparison(result: dict, console: Console) -> None:
     from rich.text import Text
 
     cmp = result["comparison"]
+    if not console.is_terminal:  # nightly logs: wide enough for the whole table
+        console.width = max(console.width, 150)
     table = Table(title=f"Run {result['run_id']} against the previous {cmp['k']} runs of each task "
                         f"(paired tests, {cmp['correction']}-adjusted, alpha {cmp['alpha']})")
     for col in ("task", "pipeline", "baseline", "now", "diff", "95% CI", "p (adj.)", "test", "verdict"):
-        table.add_column(col, justify="right" if col in ("baseline", "now", "diff", "p (adj.)") else "left")
+        table.add_column(col, justify="right" if col in ("baseline", "now", "diff", "p (adj.)") else "left",
+                         no_wrap=col != "verdict")
     colour = {"drop": "bold red", "now fails": "bold red", "gain": "green", "no significant change": "dim"}
     for t in cmp["tasks"]:
         for e in t["pipelines"]:
             has = "p_value" in e
-            runs = f" ({len(e['baseline_runs'])} runs)" if e.get("baseline_runs") else ""
+            nb = len(e.get("baseline_runs") or [])
+            runs = f" ({nb} run{'' if nb == 1 else 's'})" if nb else ""
             table.add_row(
                 t["task"], e["pipeline"], f"{e['baseline']:.3f}{runs}" if has else "—",
                 f"{e['current_on_shared']:.3f}" if has else (f"{e['current']:.3f}" if e.get("current") is not None else "—"),
@@ -299,6 +303,7 @@ def _print_comparison(result: dict, console: Console) -> None:
                 Text(e["verdict"], style=colour.get(e["verdict"], "")),
             )
     console.print(table)
+    dirs = {t["task"]: t.get("run_dir") for t in result.get("tasks", [])}
     for t in cmp["tasks"]:
         r = t["recommendation"]
         if r["previous"] is None:
@@ -306,6 +311,8 @@ def _print_comparison(result: dict, console: Console) -> None:
         else:
             verb = "[bold red]changed[/]" if r["changed"] else "unchanged"
             console.print(f"{t['task']}: recommendation {r['previous']} → [bold]{r['current']}[/] ({verb})")
+        if dirs.get(t["task"]):
+            console.print(f"  report: {Path(dirs[t['task']]) / 'report.html'}", highlight=False, markup=False)
     if cmp["regression"]:
         console.print("[bold red]REGRESSION[/]")
         for reason in cmp["reasons"]:

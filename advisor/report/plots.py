@@ -97,6 +97,8 @@ def quality_vs_cost(pipelines: dict[str, dict], metric: str, target: float | Non
     costs = [c for _, c, _, _ in pts]
     positive = [c for c in costs if c > 0]
     log = bool(positive) and len(positive) == len(costs) and max(positive) / min(positive) > 20
+    lo_c, hi_c = min(costs), max(costs)
+    placed: list[tuple[float, float]] = []
     for name, c, s, ci in pts:
         colour = COLOURS.get(name, "#374151")
         if ci and _finite(ci[0]) and _finite(ci[1]):
@@ -104,8 +106,17 @@ def quality_vs_cost(pipelines: dict[str, dict], metric: str, target: float | Non
                         capsize=4, markersize=8, elinewidth=1.8)
         else:
             ax.plot([c], [s], "o", color=colour, markersize=8)
-        ax.annotate(NAMES.get(name, name), (c, s), textcoords="offset points", xytext=(8, 6), fontsize=8.5,
-                    color=colour)
+        # where on the axes (0..1) the point sits, to keep neighbouring labels apart
+        if log:
+            fx = (math.log10(c) - math.log10(lo_c)) / (math.log10(hi_c) - math.log10(lo_c) or 1.0)
+        else:
+            fx = (c - lo_c) / ((hi_c - lo_c) or 1.0)
+        crowded = sum(1 for px, py in placed if abs(px - fx) < 0.15 and abs(py - s) < 0.12)
+        placed.append((fx, s))
+        offset = [(8, 6), (8, -14), (-8, 6), (-8, -14)][crowded % 4]
+        ax.annotate(NAMES.get(name, name), (c, s), textcoords="offset points", xytext=offset, fontsize=8.5,
+                    color=colour, ha="left" if offset[0] > 0 else "right",
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
     if _finite(target):
         ax.axhline(target, color=TARGET_COLOUR, linestyle="--", linewidth=1.2)
         ax.text(0.995, target, f"target {target:g} ", color=TARGET_COLOUR, fontsize=8, ha="right", va="bottom",
