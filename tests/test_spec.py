@@ -144,7 +144,7 @@ BAD = [
     ("unquoted-var-in-list", BASE.replace("  eval: eval.jsonl\n", "  eval: eval.jsonl\n  corpus: [${DOCS}/a]\n"),
      "task.yaml:6:13: YAML syntax error: expected ',' or ']', but got '{'; "
      "quote a value that uses ${VAR} inside [...] or {...}, e.g. ['${VAR}/docs']."),
-    ("deeply-nested", "a: " + "[" * 3000 + "\n",
+    ("deeply-nested", "a: " + "[" * 600 + "\n",
      "task.yaml: YAML is nested too deeply; write a flat task file (see examples/)."),
 ]
 
