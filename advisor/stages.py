@@ -18,6 +18,7 @@ from typing import Any
 
 from . import __version__
 from .data import content_hash
+from .environment import redact
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -85,7 +86,9 @@ class StageStore:
                 shutil.copy2(src, dst)
 
     def put(self, name: str, key: str, result: dict, artifacts: list[str] = ()) -> None:
-        atomic_write_json(self.dir / f"{name}.json", {"key": key, "result": result, "artifacts": list(artifacts)})
+        # stage files hold predictions with their inputs: redact them like every report file
+        record = {"key": key, "result": result, "artifacts": list(artifacts)}
+        atomic_write_text(self.dir / f"{name}.json", redact(json.dumps(record, indent=2, ensure_ascii=False, default=str)) + "\n")
         self.status[name] = "computed"
 
 

@@ -243,8 +243,6 @@ def test_real_run_writes_no_secret_into_reports(secret_run):
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(strict=True, reason="advisor/stages.py writes stages/*.json (with the predictions' inputs) "
-                                       "without redact(); StageStore.put should redact like report/files.py does")
 def test_real_run_writes_no_secret_into_stage_files(secret_run):
     _, run, _ = secret_run
     assert _files_with_secrets(run, stages=True) == []

@@ -41,6 +41,8 @@ def to_markdown(report: dict) -> str:
         f"- task type: **{t['type']}**, metric **{t['metric']}**, target ≥ **{t['target']}** "
         f"({t['n_eval']} eval items, {t['n_train']} train, {t['n_corpus_docs']} corpus documents)",
         f"- base model: **{report['base_model']}**; decoding: {t['decoding']}",
+        *(["- **trust_remote_code: true** — the task allowed the model's own Python code to run"]
+          if t.get("trust_remote_code") else []),
         f"- created {report['created']}, advisor {report['advisor_version']}, "
         f"{report['wall_seconds']} s on {report['environment'].get('device') or 'cpu'}",
         "",

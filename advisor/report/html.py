@@ -408,6 +408,8 @@ def render(report: dict, run_dir: Path | str | None = None, predictions: dict[st
     facts.append(f"base model {report.get('base_model')}")
     if t.get("decoding"):
         facts.append(f"decoding: {t['decoding']}")
+    if t.get("trust_remote_code"):
+        facts.append("trust_remote_code: true (the model's own code ran)")
     plots = _plots(report, predictions)
     head = ["pipeline", "status", e(t.get("metric")), "95% CI", "n", "prompt tok", "seconds", "setup $",
             "$ / 1k req", "monthly $", "note"]

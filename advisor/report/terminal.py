@@ -87,6 +87,8 @@ def selection_table(report: dict) -> Table | None:
 
 def render(report: dict, console: Console | None = None) -> None:
     console = console or Console()
+    if report["task"].get("trust_remote_code"):
+        console.print("[bold yellow]trust_remote_code: true[/] — the task allowed the model's own Python code to run")
     for part in (selection_table(report), pipelines_table(report), comparisons_table(report)):
         if part is not None:
             console.print(part)
