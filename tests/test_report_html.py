@@ -126,6 +126,20 @@ def test_run_dir_predictions_are_read_from_disk(tmp_path):
     assert {"per-label", "confusion"} <= set(images(html.render(report, run_dir=run)))
 
 
+def test_many_labels_get_full_width_plots():
+    report, preds = full_report()
+    many = [f"intent_{i}" for i in range(20)]
+    report["task"]["labels"] = many
+    for rows in preds.values():
+        for i, row in enumerate(rows):
+            row["expected"] = [many[i % 20]]
+            row["output"] = many[i % 20] if row["score"] else many[(i + 1) % 20]
+    page = html.render(report, predictions={"rag": preds["rag"]})
+    assert '<figure class="plot wide" id="plot-per-label">' in page
+    assert '<figure class="plot wide" id="plot-confusion">' in page
+    assert '<figure class="plot" id="plot-scores">' in page
+
+
 def test_per_label_counts_and_recall_shapes():
     rows = [{"expected": ["a"], "output": "a", "score": 1.0}, {"expected": ["a"], "output": "b", "score": 0.0},
             {"expected": ["b"], "extracted": "b", "output": "The answer is b", "score": 1.0}]

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from .files import NAMES, fmt, fmt_usd
 
 ORDER = ("baseline", "prompting", "rag", "finetune")
+WIDE_LABELS = 8
 STATUS_CLASS = {"ok": "ok", "skipped": "skip", "failed": "fail"}
 
 
@@ -122,11 +123,12 @@ def recall_points(retrieval: Any) -> list[tuple[int, float]]:
 # rendering
 
 
-def _img(png: bytes | None, alt: str, caption: str, plot_id: str) -> str:
+def _img(png: bytes | None, alt: str, caption: str, plot_id: str, wide: bool = False) -> str:
     if not png:
         return ""
     data = base64.b64encode(png).decode("ascii")
-    return (f'<figure class="plot" id="plot-{plot_id}"><img alt="{e(alt)}" src="data:image/png;base64,{data}">'
+    cls = "plot wide" if wide else "plot"
+    return (f'<figure class="{cls}" id="plot-{plot_id}"><img alt="{e(alt)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{caption}</figcaption></figure>")
 
 
@@ -150,8 +152,9 @@ def _plots(report: dict, predictions: dict[str, list[dict]]) -> list[str]:
     if t.get("type") == "classification" and labels and predictions:
         counts = {n: per_label_counts(predictions[n], labels) for n in pipes
                   if pipes[n].get("status") == "ok" and predictions.get(n)}
-        out.append(_img(plots.per_label_accuracy(labels, counts), "per-label accuracy",
-                        "Accuracy per gold label and pipeline: where each one goes wrong.", "per-label"))
+        wide = len(labels) > WIDE_LABELS  # many labels: full-width plots, or the text gets unreadable
+        out.append(_img(plots.per_label_accuracy(labels, counts, wide=wide), "per-label accuracy",
+                        "Accuracy per gold label and pipeline: where each one goes wrong.", "per-label", wide))
         choice = (report.get("recommendation") or {}).get("choice")
         best = choice if choice in counts else (report.get("recommendation") or {}).get("best")
         if best not in counts and counts:
@@ -161,7 +164,7 @@ def _plots(report: dict, predictions: dict[str, list[dict]]) -> list[str]:
             out.append(_img(plots.confusion_matrix(labels, pairs, f"{NAMES.get(best, best)}: gold vs predicted"),
                             f"confusion matrix of {best}",
                             f"Confusion matrix of <b>{e(NAMES.get(best, best))}</b> (rows: gold label, columns: "
-                            "prediction).", "confusion"))
+                            "prediction).", "confusion", wide))
     ft = pipes.get("finetune") or {}
     curve = (ft.get("details") or {}).get("loss_curve")
     if curve:
@@ -187,6 +190,12 @@ def _sig(x: float | None, digits: int = 3) -> str:
     if x is None:
         return "—"
     return "0" if x == 0 else f"{x:.{digits}g}"
+
+
+def _p(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.1e}" if 0 < x < 1e-4 else f"{x:.4f}"
 
 
 def _ci(ci) -> str:
@@ -275,7 +284,7 @@ def _comparisons(report: dict) -> str:
             f"<tr><td>{e(NAMES.get(c.get('a_name'), c.get('a_name')))}</td>"
             f"<td>{e(NAMES.get(c.get('b_name'), c.get('b_name')))}</td>"
             f"<td class='num'>{c.get('diff', 0):+.3f}</td><td class='num'>{e(_ci(c.get('ci')))}</td>"
-            f"<td class='num'>{e(fmt(c.get('p_value'), 4))}</td><td>{e(c.get('test'))}</td>"
+            f"<td class='num'>{e(_p(c.get('p_value')))}</td><td>{e(c.get('test'))}</td>"
             f"<td>{'yes' if c.get('significant') else 'no'}</td></tr>"
         )
     return ("<section><h2>Paired comparisons</h2><p class='muted'>Same eval items, so item difficulty cancels out; "
@@ -377,6 +386,8 @@ tr.chosen{background:#eff6ff}
 color:var(--muted);font-weight:500}
 .tag.pick{background:#dbeafe;color:#1d4ed8}
 .plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:16px}
+figure.plot.wide{grid-column:1/-1}
+figure.plot.wide img{max-width:900px;margin:0 auto}
 figure.plot{margin:0;border:1px solid var(--line);border-radius:10px;padding:10px;background:#fff}
 figure.plot img{width:100%;height:auto;display:block}
 figcaption{font-size:13px;color:var(--muted);margin-top:6px}

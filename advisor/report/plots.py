@@ -155,16 +155,36 @@ def loss_curves(curve: dict) -> bytes | None:
     return _png(fig)
 
 
-def per_label_accuracy(labels: Sequence[str], per_pipeline: dict[str, dict[str, tuple[int, int]]]) -> bytes | None:
-    """Grouped horizontal bars: accuracy of each pipeline on each gold label (n per label shown)."""
+def per_label_accuracy(labels: Sequence[str], per_pipeline: dict[str, dict[str, tuple[int, int]]],
+                       wide: bool = False) -> bytes | None:
+    """Grouped bars: accuracy of each pipeline on each gold label (n per label shown).
+
+    Few labels: horizontal bars in a half-width figure. Many (`wide`): vertical bars across a
+    full-width figure, labels rotated, so that twenty intents stay readable."""
     pipes = [p for p in per_pipeline if per_pipeline[p]]
     labels = [lab for lab in labels if any(lab in per_pipeline[p] for p in pipes)]
     if not pipes or not labels:
         return None
+    height = 0.8 / len(pipes)
+    counts = {lab: max(per_pipeline[p].get(lab, (0, 0))[1] for p in pipes) for lab in labels}
+    if wide:
+        fig = _figure(11, 4.6)
+        ax = fig.add_subplot()
+        _style(ax)
+        for j, p in enumerate(pipes):
+            xs = [i + (j - (len(pipes) - 1) / 2) * height for i in range(len(labels))]
+            accs = [(lambda r, n: r / n if n else 0.0)(*per_pipeline[p].get(lab, (0, 0))) for lab in labels]
+            ax.bar(xs, accs, width=height * 0.92, color=COLOURS.get(p, "#374151"), label=NAMES.get(p, p))
+        ax.set_xticks(range(len(labels)), [f"{lab} ({counts[lab]})" for lab in labels], rotation=40, ha="right",
+                      fontsize=8)
+        ax.set_ylim(0, 1.0)
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        ax.set_ylabel("accuracy on items with this gold label (n)", fontsize=9)
+        ax.legend(fontsize=8.5, frameon=False, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(pipes))
+        return _png(fig)
     fig = _figure(6.4, max(2.4, 0.26 * len(labels) * max(1, len(pipes)) ** 0.6 + 1.2))
     ax = fig.add_subplot()
     _style(ax)
-    height = 0.8 / len(pipes)
     for j, p in enumerate(pipes):
         accs, ys = [], []
         for i, lab in enumerate(labels):
@@ -172,7 +192,6 @@ def per_label_accuracy(labels: Sequence[str], per_pipeline: dict[str, dict[str, 
             accs.append(right / n if n else 0.0)
             ys.append(len(labels) - 1 - i + (len(pipes) - 1 - j - (len(pipes) - 1) / 2) * height)
         ax.barh(ys, accs, height=height * 0.92, color=COLOURS.get(p, "#374151"), label=NAMES.get(p, p))
-    counts = {lab: max(per_pipeline[p].get(lab, (0, 0))[1] for p in pipes) for lab in labels}
     ax.set_yticks(range(len(labels))[::-1], [f"{lab} (n={counts[lab]})" for lab in labels], fontsize=8)
     ax.set_xlim(0, 1.0)
     ax.set_xlabel("accuracy on items with this gold label", fontsize=9)
@@ -194,8 +213,8 @@ def confusion_matrix(labels: Sequence[str], pairs: Sequence[tuple[str, str]], ti
         if gold not in labels:
             continue
         m[labels.index(gold), cols.index(pred) if pred in cols else len(cols) - 1] += 1
-    size = min(7.5, 2.4 + 0.32 * len(cols))
-    fig = _figure(size + 1.2, size)
+    size = min(8.5, 2.4 + 0.32 * len(cols))
+    fig = _figure(size + 1.6, size)
     ax = fig.add_subplot()
     im = ax.imshow(m, cmap="Blues", vmin=0, vmax=max(1, int(m.max())))
     small = len(cols) <= 14
@@ -205,7 +224,7 @@ def confusion_matrix(labels: Sequence[str], pairs: Sequence[tuple[str, str]], ti
                 if m[i, j]:
                     ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8.5,
                             color="white" if m[i, j] > m.max() * 0.55 else "#111827")
-    fs = 8 if small else 6.5
+    fs = 8 if small else 7.5
     ax.set_xticks(range(len(cols)), cols, rotation=45 if len(cols) > 3 else 0, ha="right" if len(cols) > 3 else "center",
                   fontsize=fs)
     ax.set_yticks(range(len(labels)), labels, fontsize=fs)
