@@ -31,6 +31,9 @@ pipeline alone and prints the measurements on rank 0:
 
     accelerate launch --multi_gpu --num_processes 4 benchmarks/gpu_check.py benchmarks/tasks/banking77.yaml
 
+(``torchrun --nproc_per_node N`` works the same; without GPUs it runs N CPU processes over gloo,
+which is how the DDP path was smoke-tested here.)
+
 Each rank trains on its share of every step's batches (batch_size x grad_accum per rank, so the
 global batch is N times larger and the step count N times smaller); each rank normalises its loss
 by its own answer tokens and DDP averages the gradients.
