@@ -147,7 +147,7 @@ def test_per_label_counts_and_recall_shapes():
     expected = [(1, 0.5), (4, 0.8)]
     for shape in ({"recall_at_k": {"1": 0.5, "4": 0.8}}, {"recall@1": 0.5, "recall@4": 0.8},
                   [{"k": 1, "recall": 0.5}, {"k": 4, "recall": 0.8}], {"k": [1, 4], "recall": [0.5, 0.8]},
-                  [[1, 0.5], [4, 0.8]]):
+                  [[1, 0.5], [4, 0.8]], {"n": 8, "k": 4, "recall@1": 0.5, "recall@4": 0.8, "mrr": 0.6}):
         assert sorted(html.recall_points(shape)) == expected, shape
     assert html.recall_points({"recall": 0.8, "k": 4}) == [(4, 0.8)]
     assert html.recall_points(None) == [] and html.recall_points({"hits": 3}) == []

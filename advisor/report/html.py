@@ -178,10 +178,14 @@ def _plots(report: dict, predictions: dict[str, list[dict]]) -> list[str]:
         what = retrieval.get("what") if isinstance(retrieval, dict) else None
         k_used = (retrieval.get("k") if isinstance(retrieval, dict) and isinstance(retrieval.get("k"), int)
                   else (rag.get("details") or {}).get("k"))
+        mrr = retrieval.get("mrr") if isinstance(retrieval, dict) else None
+        extra = f" MRR {mrr:.3f}" if isinstance(mrr, (int, float)) else ""
+        if isinstance(retrieval, dict) and isinstance(retrieval.get("n"), int):
+            extra += f" over {retrieval['n']} questions with a known source."
         out.append(_img(plots.retrieval_recall(pts, k_used, "recall@k"), "retrieval recall at k",
                         "Retrieval recall@k" + (f": {e(what)}" if what else
-                                                " (share of questions whose evidence is among the top k)") + ".",
-                        "recall"))
+                                                " (share of questions whose evidence is among the top k)") + "."
+                        + e(extra), "recall"))
     return [x for x in out if x]
 
 
