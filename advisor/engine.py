@@ -192,9 +192,9 @@ class Assessment:
         from pipelines.base import SkipPipeline
 
         examples = self.data.eval.examples
-        pipe = load_pipeline(name, **kwargs)
         t0 = time.perf_counter()
         try:
+            pipe = load_pipeline(name, **kwargs)
             pipe.prepare(self._context(llm_name))
             prep = time.perf_counter() - t0
             out = pipe.predict(examples)

@@ -6,6 +6,7 @@ Versions come from package metadata, not imports, so recording them costs nothin
 from __future__ import annotations
 
 import json
+import functools
 import os
 import platform
 import re
@@ -26,6 +27,11 @@ SECRET_NAME = re.compile(
 
 
 def versions() -> dict[str, str | None]:
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for p in PACKAGES:
         try:

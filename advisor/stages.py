@@ -18,13 +18,14 @@ from typing import Any
 
 from . import __version__
 from .data import content_hash
-from .environment import redact
+from .environment import redact, versions
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; reports are meant to be shared
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -40,8 +41,12 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def stage_key(name: str, **inputs: Any) -> str:
-    """Hash of everything a stage's result depends on (and the advisor version)."""
-    return content_hash({"stage": name, "advisor": __version__, **inputs})
+    """Hash of everything a stage's result depends on, the advisor and ML package versions included.
+
+    A new transformers or peft can change outputs, so a result cached under the old ones must
+    not be reused as if nothing had changed.
+    """
+    return content_hash({"stage": name, "advisor": __version__, "packages": versions(), **inputs})
 
 
 class StageStore:

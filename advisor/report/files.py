@@ -105,4 +105,4 @@ def write_all(report: dict, out_dir: Path) -> None:
         from . import html
     except ImportError:  # pragma: no cover - html rendering lands with the reports issue
         return
-    atomic_write_text(out_dir / "report.html", redact(html.render(report)))
+    atomic_write_text(out_dir / "report.html", redact(html.render(report, run_dir=out_dir)))
