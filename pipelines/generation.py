@@ -202,8 +202,9 @@ class Generator:
     def _score_batch_prefixed(self, prefix_cache, p0: int, rests: list[list[int]], cont, cmask) -> list[list[float]]:
         """Like _score_batch, but the prompts are `prefix + rest`, with the prefix's KV cache given.
 
-        The rests are right-padded after the prefix; padded slots are masked out and the
-        label tokens continue from each row's own length (explicit position ids).
+        The rests are left-padded after the prefix (padded slots masked out, explicit position
+        ids), so every row ends at the last column and only that column needs the vocabulary
+        projection (logits_to_keep=1); the label tokens continue from each row's own length.
         """
         import copy
 
@@ -214,17 +215,17 @@ class Generator:
         ids = torch.full((b, s), self.tok.pad_token_id, dtype=torch.long, device=self.device)
         smask = torch.zeros((b, s), dtype=torch.long, device=self.device)
         for r, seq in enumerate(rests):
-            ids[r, : len(seq)] = torch.tensor(seq)
-            smask[r, : len(seq)] = 1
+            ids[r, s - len(seq):] = torch.tensor(seq)
+            smask[r, s - len(seq):] = 1
         lengths = smask.sum(-1)
         with torch.inference_mode():
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(b)
             mask = torch.cat([torch.ones((b, p0), dtype=torch.long, device=self.device), smask], dim=1)
-            pos = p0 + torch.arange(s, device=self.device)[None, :].expand(b, s)
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
-            last = out.logits[torch.arange(b), lengths - 1]  # [b, V] at each row's last real token
-            lp = torch.log_softmax(last.float(), dim=-1)[:, cont[:, 0]]
+            pos = p0 + (smask.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
+                             logits_to_keep=1)
+            lp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)[:, cont[:, 0]]
             lp = self._score_rest(out.cache, mask, p0 + lengths, lp, cont, cmask)
         return lp.tolist()
 
