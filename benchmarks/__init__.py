@@ -1,0 +1,1 @@
+"""Performance benchmarks against reference baselines: `python -m benchmarks.run` (make bench)."""

@@ -1,0 +1,84 @@
+"""End to end: `advisor assess` on the bundled example (examples/acme-handbook/task.yaml).
+
+Three runs of the real CLI, each a subprocess, in one fresh temporary ADVISOR_HOME and runs folder:
+* cold   — empty advisor home: the bundled GGUF is converted to safetensors, the RAG index built;
+* warm   — `--fresh`: every stage recomputed, with the converted model (and index) cached;
+* rerun  — no flag, new run folder: every stage reused from the warm run.
+Wall time of each subprocess and the peak summed RSS of its process tree (sampled every 0.1 s).
+Targets: warm <= 90 s, rerun <= 5 s, peak RSS <= 3 GB (absolute, on this machine). There is
+no reference program for these: the comparisons' references are the limits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .common import ROOT, TreeRSS, limit
+
+TASK = ROOT / "examples" / "acme-handbook" / "task.yaml"
+GB = 1e9
+
+
+def _cli() -> list[str]:
+    exe = Path(sys.executable).with_name("advisor")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "advisor.cli"]
+
+
+def assess(home: Path, out: Path, extra: list[str]) -> dict:
+    import psutil
+
+    env = {**os.environ, "ADVISOR_HOME": str(home), "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
+    cmd = [*_cli(), "assess", str(TASK), "--out", str(out), "--json", *extra]
+    with open(out.parent / f"{out.name}.stdout", "w") as so, open(out.parent / f"{out.name}.stderr", "w") as se:
+        t0 = time.perf_counter()
+        proc = psutil.Popen(cmd, stdout=so, stderr=se, env=env, cwd=ROOT)
+        with TreeRSS(proc.pid) as rss:
+            rc = proc.wait()
+        secs = time.perf_counter() - t0
+    res = {"seconds": round(secs, 2), "peak_rss_gb": round(rss.peak / GB, 3), "rc": rc, "args": extra}
+    if rc != 0:
+        tail = (out.parent / f"{out.name}.stderr").read_text(errors="replace")[-1500:]
+        raise RuntimeError(f"advisor assess {' '.join(extra)} exited {rc}:\n{tail}")
+    try:
+        rep = json.loads((out / "report.json").read_text())
+        res["pipelines"] = {k: {"status": v.get("status"), "score": v.get("score"), "reused": v.get("reused"),
+                                "timings": v.get("timings")} for k, v in rep["pipelines"].items()}
+        res["stages"] = rep.get("stages")
+        res["recommendation"] = rep.get("recommendation", {}).get("choice")
+        res["engine_wall_seconds"] = rep.get("wall_seconds")
+    except (OSError, ValueError, KeyError) as e:
+        res["report_error"] = repr(e)
+    return res
+
+
+def run(quick: bool) -> dict:
+    extra = ["--limit", "8", "--finetune", "never"] if quick else []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    try:
+        home, runs = tmp / "home", tmp / "runs"
+        runs.mkdir(parents=True)
+        cold = assess(home, runs / "acme-handbook-1-cold", extra)
+        warm = assess(home, runs / "acme-handbook-2-warm", [*extra, "--fresh"])
+        rerun = assess(home, runs / "acme-handbook-3-rerun", extra)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    peak = max(cold["peak_rss_gb"], warm["peak_rss_gb"], rerun["peak_rss_gb"])
+    scope = "quick: --limit 8 --finetune never" if quick else "full example (40 eval items, finetune: auto)"
+    return {
+        "comparisons": {
+            "e2e_warm_seconds": limit(warm["seconds"], 90.0, "s", what=f"warm run (--fresh), {scope}"),
+            "e2e_rerun_seconds": limit(rerun["seconds"], 5.0, "s", what="rerun, every stage reused"),
+            "e2e_peak_rss_gb": limit(peak, 3.0, "GB", what="peak RSS of the process tree, any of the three runs"),
+            "e2e_cold_seconds": limit(cold["seconds"], 90.0 + 45.0, "s",
+                                      what="cold run (model conversion + index build); limit = warm's + 45 s"),
+        },
+        "details": {"cold": cold, "warm": warm, "rerun": rerun, "task": str(TASK.relative_to(ROOT)),
+                    "scope": scope},
+    }

@@ -1,0 +1,157 @@
+"""RAG retrieval: index build (passages/s) and query latency, ours vs LangChain's one-shot path.
+
+Chunks (stated, not hidden): 10,000 word windows (24 words, 2-word stride, evenly subsampled)
+over the squad_rag corpus (240 SQuAD passages, ~31k words), each embedded as "<title>\\n<window>"
+as pipelines.rag does — sentence-sized chunks (~130 characters, ~35 word pieces). A fresh
+Chroma folder per side, so nothing is reused from an earlier build.
+
+* ours: pipelines.rag — SentenceEmbeddings (the bundled all-MiniLM-L6-v2, batches of 64,
+  normalised) + ensure_collection (cosine HNSW, add in large batches, atomic rename); a query is
+  embed_many([q]) + query_collection(k=4).
+* reference: langchain_chroma.Chroma.from_texts(texts, HuggingFaceEmbeddings(same model folder,
+  normalised)) into a fresh persist_directory; a query is similarity_search(q, k=4). To keep
+  `make bench` within its time, the reference indexes every 4th chunk (2,500 of the 10,000: the
+  same mix of lengths) and the build comparison is in passages/s; both embed the same strings.
+Queries: the squad_rag test + train questions, one at a time (p50/p95 of single queries).
+Targets: 10k chunks indexed in <= 30 s and query p50 <= 25 ms (absolute), and not slower than
+the reference (ratios).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from .common import EMBEDDER_NAME, comparison, data_dir, limit, read_jsonl, summary_ms
+
+WINDOW, STRIDE, K = 24, 2, 4
+
+
+def make_chunks(n: int) -> tuple[list[str], list[str], list[dict]]:
+    """(ids, embedded texts, metadatas): n word windows over the squad corpus, evenly subsampled."""
+    from pipelines.rag import embed_text
+
+    rows = read_jsonl(data_dir() / "squad_rag" / "corpus.jsonl")
+    windows = []
+    for r in rows:
+        words = r["text"].split()
+        for s in range(0, max(1, len(words) - WINDOW + 1), STRIDE):
+            windows.append((r["id"], r["title"], s, " ".join(words[s: s + WINDOW])))
+    if len(windows) < n:
+        raise RuntimeError(f"only {len(windows)} windows for {n} chunks")
+    step = len(windows) / n
+    picked = [windows[int(i * step)] for i in range(n)]
+    ids = [f"{doc}#w{s}" for doc, _, s, _ in picked]
+    texts = [embed_text(title, text) for _, title, _, text in picked]
+    metas = [{"source": doc, "title": title, "chunk": s} for doc, title, s, _ in picked]
+    return ids, texts, metas
+
+
+def queries(n: int) -> list[str]:
+    d = data_dir() / "squad_rag"
+    qs = [r["question"] for r in read_jsonl(d / "test.jsonl") + read_jsonl(d / "train.jsonl")]
+    return qs[:n]
+
+
+def run(quick: bool) -> dict:
+    from chromadb.config import Settings
+    from langchain_chroma import Chroma
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    from advisor.models import embedder_path, load_embedder
+    from pipelines.rag import SentenceEmbeddings, chroma_client, ensure_collection, index_key, query_collection
+
+    n_chunks, n_queries = (1000, 40) if quick else (10_000, 200)
+    ref_every = 1 if quick else 4
+    ids, texts, metas = make_chunks(n_chunks)
+    qs = queries(n_queries)
+    docs = [t.split("\n", 1)[1] for t in texts]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-rag-"))
+    try:
+        # ---- ours
+        t0 = time.perf_counter()
+        emb = SentenceEmbeddings(load_embedder(EMBEDDER_NAME), EMBEDDER_NAME)
+        load_s = time.perf_counter() - t0
+        client = chroma_client(None, tmp / "ours")
+        key = index_key("docs", json.dumps(ids), EMBEDDER_NAME)
+        emb.embed_many(texts[:64], desc=None)  # warm-up, outside the timing
+        t0 = time.perf_counter()
+        col, info = ensure_collection(client, "docs", key, ids, texts, docs, metas, emb, desc=None)
+        ours_build = time.perf_counter() - t0
+        for q in qs[:3]:
+            query_collection(col, emb.embed_many([q], desc=None), K)
+        ours_lat, ours_top = [], []
+        for q in qs:
+            t0 = time.perf_counter()
+            hits = query_collection(col, emb.embed_many([q], desc=None), K)[0]
+            ours_lat.append(time.perf_counter() - t0)
+            ours_top.append([h["id"] for h in hits])
+        t0 = time.perf_counter()
+        query_collection(col, emb.embed_many(qs, desc=None), K)
+        ours_batch_s = time.perf_counter() - t0
+
+        # ---- reference
+        t0 = time.perf_counter()
+        hf = HuggingFaceEmbeddings(model_name=embedder_path(EMBEDDER_NAME),
+                                   encode_kwargs={"normalize_embeddings": True})
+        ref_load_s = time.perf_counter() - t0
+        hf.embed_documents(texts[:64])  # warm-up
+        ref_texts, ref_metas, ref_ids = texts[::ref_every], metas[::ref_every], ids[::ref_every]
+        t0 = time.perf_counter()
+        store = Chroma.from_texts(ref_texts, embedding=hf, metadatas=ref_metas, ids=ref_ids,
+                                  collection_name="reference",
+                                  persist_directory=str(tmp / "reference"),
+                                  client_settings=Settings(anonymized_telemetry=False, is_persistent=True))
+        ref_build = time.perf_counter() - t0
+        for q in qs[:3]:
+            store.similarity_search(q, k=K)
+        ref_lat, ref_top = [], []
+        for q in qs:
+            t0 = time.perf_counter()
+            hits = store.similarity_search(q, k=K)
+            ref_lat.append(time.perf_counter() - t0)
+            ref_top.append([h.id for h in hits])
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    o, r = summary_ms(ours_lat), summary_ms(ref_lat)
+    # the same index only in quick mode (the full reference holds a quarter of the chunks)
+    top1 = sum(a[:1] == b[:1] for a, b in zip(ours_top, ref_top)) / len(qs) if ref_every == 1 else None
+    overlap = sum(len(set(a) & set(b)) for a, b in zip(ours_top, ref_top)) / (K * len(qs)) if ref_every == 1 else None
+    what = f"{n_chunks} chunks (24-word windows of the squad_rag corpus), all-MiniLM-L6-v2, Chroma"
+    return {
+        "comparisons": {
+            "rag_index_passages_per_s": comparison(
+                n_chunks / ours_build, len(ref_texts) / ref_build, "passages/s", 1.0, what=what,
+                reference_name="langchain_chroma.Chroma.from_texts + HuggingFaceEmbeddings",
+            ),
+            "rag_index_10k_seconds": limit(
+                ours_build * 10_000 / n_chunks, 30.0, "s",
+                what="index build time for 10,000 chunks" + (" (scaled from the quick run)" if quick else ""),
+            ),
+            "rag_query_p50_ms": comparison(
+                o["p50_ms"], r["p50_ms"], "ms", 1.0, higher_is_better=False,
+                what=f"single-query latency p50 (embed + top-{K}), {len(qs)} queries",
+                reference_name="Chroma.similarity_search",
+            ),
+            "rag_query_p95_ms": comparison(
+                o["p95_ms"], r["p95_ms"], "ms", 1.0, higher_is_better=False,
+                what="single-query latency p95", reference_name="Chroma.similarity_search",
+            ),
+            "rag_query_p50_limit": limit(o["p50_ms"], 25.0, "ms", what="query p50 <= 25 ms"),
+        },
+        "details": {
+            "chunks": n_chunks, "chunk_source": "squad_rag corpus, 24-word windows, stride 2, evenly subsampled",
+            "chunk_chars_mean": round(sum(len(t) for t in texts) / len(texts), 1),
+            "ours_build_seconds": round(ours_build, 3), "reference_build_seconds": round(ref_build, 3),
+            "ours_embedder_load_seconds": round(load_s, 3), "reference_embedder_load_seconds": round(ref_load_s, 3),
+            "reference_chunks": len(ref_texts), "ours_query": o, "reference_query": r,
+            "ours_batched_queries_per_s": round(len(qs) / ours_batch_s, 1),
+            "top1_agreement": top1, "topk_overlap": overlap,
+            "index": info.to_dict(),
+        },
+    }
