@@ -30,6 +30,7 @@ import re
 import sqlite3
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -193,6 +194,32 @@ class IndexInfo:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
+@contextmanager
+def _build_lock(client, name: str):
+    """One builder per index across processes sharing a persistent store (POSIX file lock).
+
+    A second process waits, then finds the finished collection and reuses it. Server mode needs
+    no lock file here: each build has its own temporary name and the rename is checked.
+    """
+    try:
+        import fcntl
+
+        settings = client.get_settings()
+        root = Path(settings.persist_directory) if settings.is_persistent else None
+    except Exception:  # no fcntl (Windows) or an unknown client
+        root = None
+    if root is None:
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{name}.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def ensure_collection(client, kind: str, key: str, ids: Sequence[str], texts: Sequence[str],
                       documents: Sequence[str], metadatas: Sequence[dict], embedder: SentenceEmbeddings,
                       *, desc: str):
@@ -202,6 +229,11 @@ def ensure_collection(client, kind: str, key: str, ids: Sequence[str], texts: Se
     ``complete: True`` and the count in its metadata; reuse checks both, so a killed build is
     never taken for a finished one.
     """
+    with _build_lock(client, f"{kind}-{key}"):
+        return _ensure_collection(client, kind, key, ids, texts, documents, metadatas, embedder, desc=desc)
+
+
+def _ensure_collection(client, kind, key, ids, texts, documents, metadatas, embedder, *, desc):
     from chromadb.errors import NotFoundError
 
     name = f"{kind}-{key}"
@@ -379,7 +411,7 @@ def short_clause(text: str, question: str, max_words: int = 6) -> str:
     """first-sentence-trim, then a long answer is cut at its first comma or semicolon."""
     a = drop_question_words(strip_lead_in(first_sentence(text)), question)
     if len(a.split()) > max_words:
-        head = re.split(r"[,;]", a, maxsplit=1)[0].strip()
+        head = re.split(r"[,;](?=\s)", a, maxsplit=1)[0].strip()  # not inside "7,000,000"
         a = head or a
     return a
 

@@ -164,6 +164,24 @@ def test_killed_build_is_not_mistaken_for_complete(tmp_path, embeddings):
     assert not info3.reused
 
 
+def test_concurrent_builders_of_one_index_build_it_once(tmp_path, embeddings):
+    import threading
+
+    client = chroma_client(None, tmp_path)
+    infos = []
+
+    def build():
+        infos.append(_build(client, embeddings)[1])
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(i.reused for i in infos) == [False, True]
+    assert [c.name for c in client.list_collections()] == ["docs-k1"]
+
+
 def test_batched_query_finds_the_fact_and_excludes(tmp_path, embeddings):
     client = chroma_client(None, tmp_path)
     col, _ = _build(client, embeddings)
@@ -232,6 +250,9 @@ def test_answer_extraction():
     text = "The cyanobacteria was assimilated, and many of its genes were lost, and its proteins moved."
     assert short_clause(text, q2) == "and many of its genes were lost"  # > 6 words: cut at a comma
     assert short_clause("Lot C, behind the cafeteria.", "Where?") == "Lot C, behind the cafeteria"
+    long_number = "The Amazon Basin is approximately 7,000,000 square kilometers (2,100,000 sq mi) in size"
+    assert short_clause(long_number, "How many square kilometers is the Amazon Basin?").startswith(
+        "approximately 7,000,000 square")  # a comma inside a number is not a clause break
 
 
 def test_modes():
