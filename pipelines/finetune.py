@@ -36,7 +36,9 @@ which is how the DDP path was smoke-tested here.)
 
 Each rank trains on its share of every step's batches (batch_size x grad_accum per rank, so the
 global batch is N times larger and the step count N times smaller); each rank normalises its loss
-by its own answer tokens and DDP averages the gradients.
+by its own answer tokens and DDP averages the gradients. Out-of-memory retries with a halved
+micro-batch need a single process (DDP ranks must agree on every step's collectives); under DDP
+an OOM stops with a message to lower finetune.batch_size.
 """
 
 from __future__ import annotations
@@ -274,6 +276,9 @@ class FinetunePipeline:
                     break
                 except torch.cuda.OutOfMemoryError as e:
                     opt.zero_grad(set_to_none=True)
+                    if nproc > 1:  # the other ranks are already in this step's collectives
+                        raise RuntimeError("CUDA out of memory under DDP: rerun with a smaller finetune.batch_size "
+                                           "(micro-batch halving works in single-process runs only)") from e
                     if micro <= 1:
                         raise RuntimeError("CUDA out of memory with a micro-batch of 1; lower finetune.max_length "
                                            "or use a smaller base model") from e

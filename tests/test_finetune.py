@@ -4,7 +4,6 @@ tiny random Llama (fast); learning a made-up format and reloading the adapter wi
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
