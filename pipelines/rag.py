@@ -20,6 +20,10 @@
 * **Reader prompt.** A 135M model reads context poorly (FIELD-NOTES: gold passage only, F1 0.12),
   so for generated answers over documents a few prompt wordings and answer extractions are
   compared on a held-out slice of the *train* set (never the eval set) and the best is kept.
+  On 32 held-out squad_rag train questions (token F1, raw -> trimmed answer): the default
+  prompt with 4 passages 0.06 -> 0.09; the question before and after 4 passages 0.08 -> 0.17;
+  the same with the top 2 passages 0.14 -> 0.25, with the top 1 0.13 -> 0.21. The two best
+  wordings are tried at run time; the extraction is chosen on the same generations (free).
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
@@ -156,30 +159,6 @@ def chroma_client(chroma_url: str | None, home: Path):
     return chromadb.PersistentClient(path=str(path), settings=settings)
 
 
-def _disk_bytes(client, collection) -> int | None:
-    """Bytes of a persistent collection's vector segment folder (None in server mode)."""
-    try:
-        settings = client.get_settings()
-        if not settings.is_persistent:
-            return None
-        root = Path(settings.persist_directory)
-        if not root.is_dir() or not (root / "chroma.sqlite3").exists():
-            return None
-        con = sqlite3.connect(f"file:{root / 'chroma.sqlite3'}?mode=ro", uri=True)
-        try:
-            seg_ids = [r[0] for r in con.execute("SELECT id FROM segments WHERE collection = ?", (str(collection.id),))]
-        finally:
-            con.close()
-        total = 0
-        for s in seg_ids:
-            d = root / s
-            if d.is_dir():
-                total += sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-        return total
-    except Exception:  # an internal layout we do not know: the size is informative only
-        return None
-
-
 @dataclass
 class IndexInfo:
     name: str
@@ -187,8 +166,7 @@ class IndexInfo:
     reused: bool
     build_seconds: float
     chunks: int
-    size_bytes: int
-    disk_bytes: int | None = None
+    size_bytes: int  # what the index holds: vectors (float32) + chunk text + metadata
 
     def to_dict(self) -> dict:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -254,7 +232,7 @@ def _ensure_collection(client, kind, key, ids, texts, documents, metadatas, embe
     col = existing()
     if col is not None:
         dim = int((col.metadata or {}).get("dim", 0))
-        return col, IndexInfo(name, key, True, 0.0, n, payload + n * dim * 4, _disk_bytes(client, col))
+        return col, IndexInfo(name, key, True, 0.0, n, payload + n * dim * 4)
 
     t0 = time.perf_counter()
     now = time.time()
@@ -291,7 +269,7 @@ def _ensure_collection(client, kind, key, ids, texts, documents, metadatas, embe
             raise
     col = client.get_collection(name, embedding_function=None)
     secs = time.perf_counter() - t0
-    return col, IndexInfo(name, key, False, secs, n, payload + n * dim * 4, _disk_bytes(client, col))
+    return col, IndexInfo(name, key, False, secs, n, payload + n * dim * 4)
 
 
 def query_collection(col, vectors, k: int, exclude: Sequence[set[str]] | None = None) -> list[list[dict]]:
@@ -652,8 +630,14 @@ class RagPipeline:
             self.extractor = self.forced_extractor or self.extractor
             self.reader_why = "forced"
             return
-        if spec.decoding == "choices" or not self.uses_docs:
-            self.reader_why = "label scoring" if spec.decoding == "choices" else "no passages to read"
+        if not self.uses_docs:
+            self.reader, self.extractor = "plain", "raw"
+            self.reader_why = "no passages: retrieved examples as chat turns"
+            return
+        if spec.decoding == "choices":
+            # the reader study was on generated answers; label scoring reads all k passages
+            self.reader, self.extractor = "plain", "raw"
+            self.reader_why = "label scoring: all k passages, no answer extraction"
             return
         if not data.train:
             self.reader_why = "no train set to choose a reader prompt on"
