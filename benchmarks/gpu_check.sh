@@ -23,9 +23,9 @@ TASK=${1:-benchmarks/tasks/banking77.yaml}
 if "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 else
-  echo "no CUDA device: CPU smoke test with a tiny budget (this is not a GPU measurement)"
   STEPS=${STEPS:-5}
   EVAL_LIMIT=${EVAL_LIMIT:-20}
+  echo "no CUDA device: CPU run of the same path, $STEPS steps, $EVAL_LIMIT eval items (not a GPU measurement)"
 fi
 
 args=("$TASK")

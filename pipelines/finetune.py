@@ -208,11 +208,16 @@ class FinetunePipeline:
         self.notes = []
         if hw is None:
             self.notes.append(f"GPU '{device_name}' is not in the cost table; its measured time is not compared")
-        if not self.cuda:
+        if not self.cuda and steps < planned:
             self.notes.append(
                 f"CPU run: {steps} of {planned} planned steps (finetune.cpu_max_steps {ft.cpu_max_steps}), fp32. "
                 f"It is a small stand-in for the GPU run: that run's time and cost are estimated for "
-                f"{spec.hardware.gpu} (4·N·D), not measured, and a full run may score higher than this one."
+                f"{spec.hardware.gpu} (4·N·D), not measured, and the full run may score higher than this one."
+            )
+        elif not self.cuda:
+            self.notes.append(
+                f"CPU run of all {planned} planned steps, fp32: a stand-in for the GPU run with the same steps; "
+                f"its time and cost are estimated for {spec.hardware.gpu} (4·N·D), not measured."
             )
 
     # ------------------------------------------------------------------ the loop

@@ -249,7 +249,7 @@ def test_tiny_run_measures_saves_and_leaves_model_clean(tiny_llm, write, tmp_pat
     assert 0 < u["trainable_pct"] < 100 and u["peak_memory_gb"] > 0 and u["prompt_tokens_mean"] > 0
     curve = out.details["loss_curve"]
     assert [s for s, _ in curve["train"]] == [1, 2, 3, 4] and curve["val"][0][0] == 0 and curve["val"][-1][0] == 4
-    assert any("CPU run" in n for n in out.notes)
+    assert any("CPU run of all 4 planned steps" in n for n in out.notes)
     assert out.details["shared_prefix_tokens"] >= 10 and u["train_tokens_total"] < u["train_tokens_unpacked"]
     assert ("finetune: training", 4, 4) in seen
     assert len(out.predictions) == len(data.eval.examples)
@@ -271,6 +271,7 @@ def test_cpu_step_budget_caps_planned_steps(tiny_llm, write, tmp_path):
     pipe = FinetunePipeline()
     pipe.prepare(_ctx(spec, data, tiny_llm, tmp_path))
     assert pipe.usage["planned_steps"] == 9 and pipe.usage["steps"] == 2  # ceil(3 * 24 / 8)
+    assert any("CPU run: 2 of 9 planned steps" in n and "stand-in" in n for n in pipe.notes)
     assert pipe.details["loss_curve"]["val"] == []
 
 
