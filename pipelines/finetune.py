@@ -207,7 +207,8 @@ class FinetunePipeline:
                         "validation": round(stats["val_seconds"], 3), "save_adapter": round(save_s, 3)}
         self.notes = []
         if hw is None:
-            self.notes.append(f"GPU '{device_name}' is not in the cost table; its measured time is not compared")
+            self.notes.append(f"GPU '{device_name}' is not in advisor.cost's hardware table (device_hardware is "
+                              f"null): its measured training time is not calibrated against a known peak")
         if not self.cuda and steps < planned:
             self.notes.append(
                 f"CPU run: {steps} of {planned} planned steps (finetune.cpu_max_steps {ft.cpu_max_steps}), fp32. "
