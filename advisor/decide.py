@@ -209,7 +209,7 @@ def decide(inp: DecisionInput) -> Decision:
 
     if _usable(ft):
         alt = outs[choice] if choice else best_cheaper
-        if alt is not None:
+        if alt is not None and _costs_known(alt, ft):
             break_even = _break_even(alt, ft)
         if choice is None:
             ft_fail, beat_text, c = _finetune_verdict(inp, ft, best_cheaper)
@@ -223,7 +223,7 @@ def decide(inp: DecisionInput) -> Decision:
                     f"finetune is significantly better than the best cheaper pipeline: {beat_text}",
                     f"setup cost {_usd(ft.setup_usd)}{budget}",
                 ]
-                if alt is not None:
+                if alt is not None and _costs_known(alt, ft):
                     reasons.append(_break_even_text(alt, ft, break_even, inp.requests_per_month))
             else:
                 reasons.append(f"finetune {ft_fail}")
@@ -271,7 +271,7 @@ def decide(inp: DecisionInput) -> Decision:
                     f"{o.name} scores better ({_n(o.score)} vs {_n(outs[choice].score)}, p={c.p_value:.3g}) "
                     f"but {choice} already meets the target at lower cost"
                 )
-        if _usable(ft):
+        if _usable(ft) and _costs_known(outs[choice], ft):
             reasons.append(_break_even_text(outs[choice], ft, break_even, inp.requests_per_month))
         running = _running_text(outs[choice], inp.requests_per_month)
         if choice == "baseline":
@@ -361,6 +361,11 @@ def _running_text(o: PipelineOutcome, rpm: int | None) -> str:
     return text
 
 
+def _costs_known(*outcomes: PipelineOutcome) -> bool:
+    """A per-request cost of 0 means "not costed" (no hardware or usage): no break-even then."""
+    return all(o.usd_per_1k > 0 for o in outcomes)
+
+
 def _break_even(alt: PipelineOutcome, ft: PipelineOutcome) -> float | None:
     """Requests after which the fine-tune is cheaper overall than ``alt`` (None: never)."""
     ft_per, alt_per = ft.usd_per_1k / 1000, alt.usd_per_1k / 1000
@@ -376,7 +381,10 @@ def _break_even_text(alt: PipelineOutcome, ft: PipelineOutcome, be: float | None
             f"are not cheaper ({_usd(ft.usd_per_1k)} vs {_usd(alt.usd_per_1k)} per 1,000)"
         )
     if be == 0:
-        return f"the fine-tune is no more expensive than {alt.name} from the first request"
+        return (
+            f"the fine-tune's setup ({_usd(ft.setup_usd)}) and requests ({_usd(ft.usd_per_1k)} per 1,000) "
+            f"cost no more than {alt.name}'s ({_usd(alt.setup_usd)}, {_usd(alt.usd_per_1k)} per 1,000)"
+        )
     text = f"the fine-tune repays its {_usd(ft.setup_usd)} setup against {alt.name} after {be:,.0f} requests"
     if rpm:
         text += f" (about {be / rpm:.1f} months at {rpm:,} requests/month)"

@@ -32,11 +32,6 @@ SCHEMA_VERSION = 1
 LLM_NAME = "bundled:smollm2-135m-instruct"
 EMBEDDER_NAME = "bundled:all-minilm-l6-v2"
 
-PACKAGES = (
-    "advisor", "torch", "transformers", "peft", "accelerate", "sentence-transformers", "chromadb",
-    "langchain", "langchain-core", "langchain-chroma", "langchain-huggingface", "langchain-text-splitters",
-    "numpy", "psutil",
-)
 COMPARISON_KEYS = ("ours", "reference", "unit", "ratio", "target", "met")
 
 
@@ -162,8 +157,13 @@ def load_average() -> list[float] | None:
 
 
 def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for p in PACKAGES:
+    """The advisor's own version list plus the few packages only the benchmarks use."""
+    from advisor import __version__
+    from advisor.environment import versions
+
+    extra = {"langchain-huggingface", "langchain-text-splitters", "psutil"}
+    out: dict[str, str | None] = {"advisor": __version__, **versions()}
+    for p in sorted(extra - out.keys()):
         try:
             out[p] = metadata.version(p)
         except metadata.PackageNotFoundError:
@@ -172,14 +172,9 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_commit() -> str | None:
-    import subprocess
+    from advisor.environment import git_commit as commit
 
-    try:
-        r = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() or None
+    return commit(ROOT)
 
 
 def write_result(name: str, body: dict, *, quick: bool, out_dir: Path | None = None) -> Path:

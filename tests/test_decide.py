@@ -339,3 +339,16 @@ def test_pure_modules_import_no_ml_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_break_even_states_both_costs_when_the_finetune_is_no_dearer():
+    d = decide(inp(ok("baseline", 95, setup_usd=0.5, usd_per_1k=0.3), ok("finetune", 92, setup_usd=0.1, usd_per_1k=0.2)))
+    assert d.choice == "baseline" and d.break_even_requests == 0.0
+    text = next(r for r in d.reasons if r.startswith("the fine-tune's setup"))
+    assert "$0.10" in text and "$0.50" in text and "per 1,000" in text
+
+
+def test_no_break_even_claim_when_a_cost_is_unknown():
+    d = decide(inp(ok("baseline", 95), ok("finetune", 92, setup_usd=0.1, usd_per_1k=0.2)))
+    assert d.choice == "baseline" and d.break_even_requests is None
+    assert not any("fine-tune" in r and ("repays" in r or "cost no more" in r) for r in d.reasons)
