@@ -9,6 +9,8 @@ resumes instead of starting again. Writes go to a temp file and are renamed into
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -40,13 +42,35 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+# Modules whose code decides a stage's scores. Reports, CLI and history are left out: editing
+# them must not throw away hours of training.
+_SCORING_CODE = ("advisor/data.py", "advisor/metrics.py", "advisor/models.py", "advisor/stats.py", "pipelines")
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Hash of the scoring code itself, so a result computed by older code (same version number,
+    e.g. a checkout in development) is never reused as if it were current."""
+    root = Path(__file__).resolve().parent.parent
+    files: list[Path] = []
+    for rel in _SCORING_CODE:
+        p = root / rel
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    return content_hash(
+        {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+    )
+
+
 def stage_key(name: str, **inputs: Any) -> str:
-    """Hash of everything a stage's result depends on, the advisor and ML package versions included.
+    """Hash of everything a stage's result depends on: advisor version, scoring code and ML
+    package versions included.
 
     A new transformers or peft can change outputs, so a result cached under the old ones must
     not be reused as if nothing had changed.
     """
-    return content_hash({"stage": name, "advisor": __version__, "packages": versions(), **inputs})
+    return content_hash(
+        {"stage": name, "advisor": __version__, "code": code_fingerprint(), "packages": versions(), **inputs}
+    )
 
 
 class StageStore:

@@ -24,6 +24,27 @@ def test_key_is_stable_and_changes_exactly_with_inputs(monkeypatch):
     assert stage_key("prompting", **BASE) != k
 
 
+def test_key_changes_when_scoring_code_changes_but_not_report_code(tmp_path, monkeypatch):
+    root = tmp_path / "src"
+    (root / "advisor" / "report").mkdir(parents=True)
+    (root / "pipelines").mkdir()
+    for rel in ("advisor/data.py", "advisor/metrics.py", "advisor/models.py", "advisor/stats.py",
+                "pipelines/rag.py", "advisor/report/html.py", "advisor/stages.py"):
+        (root / rel).write_text("x = 1\n")
+    monkeypatch.setattr(stages, "__file__", str(root / "advisor" / "stages.py"))
+
+    def key():
+        stages.code_fingerprint.cache_clear()
+        return stage_key("rag", **BASE)
+
+    first = key()
+    (root / "advisor" / "report" / "html.py").write_text("x = 2\n")
+    assert key() == first  # a report change keeps cached scores
+    (root / "pipelines" / "rag.py").write_text("x = 2\n")
+    assert key() != first  # a pipeline change does not
+    stages.code_fingerprint.cache_clear()
+
+
 def test_atomic_write_leaves_no_temp_files_and_is_shareable(tmp_path):
     target = tmp_path / "a" / "report.json"
     atomic_write_json(target, {"x": 1})
