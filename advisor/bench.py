@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import yaml
 
-from . import history
+from . import history, regression
 from .errors import AdvisorError
 
 TASK_KEYS = ("task", "finetune", "limit", "fresh")
@@ -49,8 +49,8 @@ class Suite:
     path: Path
     name: str
     tasks: list[SuiteTask]
-    k: int = history.DEFAULT_K
-    alpha: float = history.ALPHA
+    k: int = regression.DEFAULT_K
+    alpha: float = regression.ALPHA
 
 
 def _err(suite: Path, where: str, msg: str, fix: str | None = None) -> AdvisorError:
@@ -104,10 +104,10 @@ def load_suite(path: str | Path) -> Suite:
     entries = raw.get("tasks")
     if not isinstance(entries, list) or not entries:
         raise _err(path, "tasks", "needs a non-empty list of task files")
-    k = raw.get("k", history.DEFAULT_K)
+    k = raw.get("k", regression.DEFAULT_K)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise _err(path, "k", f"{k!r} is not a positive whole number")
-    alpha = raw.get("alpha", history.ALPHA)
+    alpha = raw.get("alpha", regression.ALPHA)
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 < alpha < 1:
         raise _err(path, "alpha", f"{alpha!r} is not a number between 0 and 1")
     defaults_raw = raw.get("defaults") or {}
@@ -226,6 +226,6 @@ def run_suite(
     env = environment(next((r.get("environment", {}).get("device") for r in reports
                             if r.get("environment", {}).get("device")), None))
     run_id = history.record_run(db, reports, suite=str(suite.path), environment=env, run_dirs=dirs)
-    comparison = history.compare(db, run_id, k=k, alpha=suite.alpha)
+    comparison = regression.compare(db, run_id, k=k, alpha=suite.alpha)
     return {"suite": str(suite.path), "history": str(db), "run_id": run_id, "k": k, "tasks": summary,
             "comparison": comparison, "exit_code": comparison["exit_code"]}

@@ -360,6 +360,7 @@ def history_cmd(
     from rich.table import Table
 
     from . import history as hist
+    from .report.terminal import sparkline
 
     try:
         if not db.exists():
@@ -383,7 +384,7 @@ def history_cmd(
             prev = next((s for s in reversed(scores[:-1]) if s is not None), None)
             delta = "—" if scores[-1] is None or prev is None else f"{scores[-1] - prev:+.3f}"
             table.add_row(
-                name, hist.sparkline(scores), f"{real[0]:.3f}" if real else "—",
+                name, sparkline(scores), f"{real[0]:.3f}" if real else "—",
                 f"{scores[-1]:.3f}" if scores[-1] is not None else "—", delta,
                 f"{min(real):.3f}" if real else "—", f"{max(real):.3f}" if real else "—",
                 points[-1].get("status", "—"),

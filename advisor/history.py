@@ -1,156 +1,34 @@
-"""The benchmark history: a SQLite file of bench runs, and regression gating against it.
+"""The benchmark history: one SQLite file of bench runs, safe to share between writers.
 
 Why SQLite: one file a nightly job can keep, copy and query, safe for two writers at once.
-The file is opened in WAL mode with a busy timeout, every write is one `BEGIN IMMEDIATE`
-transaction, and the schema is versioned: `MIGRATIONS` is an append-only list, each step
-recorded in `schema_migrations` (and mirrored in `PRAGMA user_version`). The file is marked
-with `PRAGMA application_id` so that a path pointing at some other database is refused with
-one line instead of being "migrated".
+The file is opened in WAL mode with a busy timeout and every write is one `BEGIN IMMEDIATE`
+transaction. It is marked with `PRAGMA application_id` so that a path pointing at some other
+database is refused with one line instead of being "migrated" (the schema itself is in
+`migrations`; comparing runs is `regression`).
 
 What is stored per bench run: the environment (package versions, git commit, device, time);
 per task: the summary (recommendation, scores, costs); per task and pipeline: the status,
 score and CI; and every eval item's score, keyed by the item id, so that later runs can be
 compared item by item.
-
-Regression gating (`compare`): each pipeline of a task is compared with a *baseline* made of
-the previous K runs of that task, not just the last one: per eval item, the baseline score is
-the mean of that item's scores over the K runs (items aligned by id), which averages away
-run-to-run noise. The comparison is the paired test of `advisor.stats.paired_compare`
-(exact McNemar when both sides are 0/1, i.e. K = 1 on accuracy; paired bootstrap CI and a
-sign-flip permutation p otherwise). Because a suite makes many comparisons a night, p-values
-are Holm-adjusted across the run's comparisons before they gate. A run regresses (exit 1)
-when a pipeline's score drops significantly, a pipeline that worked now fails, or a task's
-recommendation differs from its previous run's.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from . import migrations
 from .errors import AdvisorError
 
 APPLICATION_ID = 0x41445649  # "ADVI": marks an advisor history database
 BUSY_TIMEOUT_MS = 30_000
-DEFAULT_K = 5
-ALPHA = 0.05
 SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-# ---------------------------------------------------------------------------------------------
-# schema and migrations
-
-
-def _script(conn: sqlite3.Connection, sql: str) -> None:
-    """Run DDL statements one by one: executescript() would COMMIT the open migration transaction."""
-    for stmt in sql.split(";"):
-        if stmt.strip():
-            conn.execute(stmt)
-
-
-def _m1(conn: sqlite3.Connection) -> None:
-    _script(conn, 
-        """
-        CREATE TABLE bench_runs (
-            id              INTEGER PRIMARY KEY AUTOINCREMENT,
-            created         TEXT NOT NULL,             -- ISO 8601, UTC
-            suite           TEXT,
-            git_commit      TEXT,
-            device          TEXT,
-            advisor_version TEXT,
-            python          TEXT,
-            platform        TEXT,
-            environment     TEXT NOT NULL              -- JSON: everything environment() reports
-        );
-        CREATE TABLE task_runs (
-            id               INTEGER PRIMARY KEY AUTOINCREMENT,
-            bench_run_id     INTEGER NOT NULL REFERENCES bench_runs(id) ON DELETE CASCADE,
-            task             TEXT NOT NULL,
-            task_type        TEXT,
-            metric           TEXT,
-            target           REAL,
-            higher_is_better INTEGER NOT NULL DEFAULT 1,
-            base_model       TEXT,
-            recommendation   TEXT,
-            meets_target     INTEGER,
-            eval_hash        TEXT,
-            n_eval           INTEGER,
-            wall_seconds     REAL,
-            created          TEXT,
-            run_dir          TEXT,
-            summary          TEXT NOT NULL             -- JSON: recommendation, costs, stages
-        );
-        CREATE TABLE pipeline_results (
-            task_run_id INTEGER NOT NULL REFERENCES task_runs(id) ON DELETE CASCADE,
-            pipeline    TEXT NOT NULL,
-            status      TEXT NOT NULL,
-            score       REAL,
-            ci_lo       REAL,
-            ci_hi       REAL,
-            n           INTEGER,
-            setup_usd   REAL,
-            usd_per_1k  REAL,
-            reason      TEXT,
-            reused      INTEGER,
-            PRIMARY KEY (task_run_id, pipeline)
-        );
-        CREATE TABLE example_scores (
-            task_run_id INTEGER NOT NULL,
-            pipeline    TEXT NOT NULL,
-            item_id     TEXT NOT NULL,
-            score       REAL NOT NULL,
-            PRIMARY KEY (task_run_id, pipeline, item_id),
-            FOREIGN KEY (task_run_id, pipeline)
-                REFERENCES pipeline_results(task_run_id, pipeline) ON DELETE CASCADE
-        ) WITHOUT ROWID;
-        """
-    )
-
-
-def _m2(conn: sqlite3.Connection) -> None:
-    """Package versions as rows (queryable: "when did torch change?"), backfilled from v1 JSON."""
-    _script(conn, 
-        """
-        CREATE INDEX task_runs_by_task ON task_runs(task, bench_run_id);
-        CREATE TABLE packages (
-            bench_run_id INTEGER NOT NULL REFERENCES bench_runs(id) ON DELETE CASCADE,
-            name         TEXT NOT NULL,
-            version      TEXT,
-            PRIMARY KEY (bench_run_id, name)
-        ) WITHOUT ROWID;
-        """
-    )
-    for run_id, env in conn.execute("SELECT id, environment FROM bench_runs").fetchall():
-        _insert_packages(conn, run_id, _loads(env).get("packages") or {})
-
-
-MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
-    (1, "bench runs, task runs, pipeline results, per-example scores", _m1),
-    (2, "index task runs by task; package versions table (backfilled)", _m2),
-]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-
-
-def _loads(text: str | None) -> dict:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _insert_packages(conn: sqlite3.Connection, run_id: int, packages: dict) -> None:
-    conn.executemany(
-        "INSERT OR REPLACE INTO packages(bench_run_id, name, version) VALUES (?, ?, ?)",
-        [(run_id, str(k), None if v is None else str(v)) for k, v in packages.items()],
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,45 +67,28 @@ def _retry_locked(fn: Callable[[], Any], seconds: float = BUSY_TIMEOUT_MS / 1000
             time.sleep(0.05)
 
 
-def applied_migrations(conn: sqlite3.Connection) -> list[int]:
-    return [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+def _claim(conn: sqlite3.Connection, path: Path) -> bool:
+    """Refuse a file that is not an advisor history; mark a new one. Returns whether it is new."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables.discard("sqlite_sequence")
+    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+        shown = ", ".join(sorted(tables)[:5]) or "no tables"
+        raise _not_advisor(path, f"a different SQLite database: {shown}")
+    if app_id == 0:
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    elif "schema_migrations" not in tables:
+        raise _not_advisor(path, "its migrations table is missing")
+    return app_id == 0
 
 
-def _migrate(conn: sqlite3.Connection, path: Path, upto: int) -> None:
+def _claim_and_migrate(conn: sqlite3.Connection, path: Path, upto: int) -> None:
+    # one transaction: two processes creating the same file cannot both claim and migrate it
     with transaction(conn):
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        tables.discard("sqlite_sequence")
-        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
-            shown = ", ".join(sorted(tables)[:5]) or "no tables"
-            raise _not_advisor(path, f"a different SQLite database: {shown}")
-        if app_id == 0:
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(
-                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
-                " applied TEXT NOT NULL)"
-            )
-        elif "schema_migrations" not in tables:
-            raise _not_advisor(path, "its migrations table is missing")
-        done = set(applied_migrations(conn))
-        newest = max(done, default=0)
-        if newest > SCHEMA_VERSION:
-            raise AdvisorError(
-                f"written by a newer advisor (schema v{newest}, this one knows v{SCHEMA_VERSION})",
-                where=str(path), fix="upgrade advisor",
-            )
-        for version, description, step in MIGRATIONS:
-            if version in done or version > upto:
-                continue
-            step(conn)
-            conn.execute(
-                "INSERT INTO schema_migrations(version, description, applied) VALUES (?, ?, ?)",
-                (version, description, _now()),
-            )
-            conn.execute(f"PRAGMA user_version = {version}")
+        migrations.migrate(conn, path, upto, new=_claim(conn, path))
 
 
-def connect(path: str | Path, *, upto: int = SCHEMA_VERSION) -> sqlite3.Connection:
+def connect(path: str | Path, *, upto: int = migrations.SCHEMA_VERSION) -> sqlite3.Connection:
     """Open (creating if needed) a history database, migrated to the current schema.
 
     `upto` stops migrating at an older version (tests use it to build old databases).
@@ -256,7 +117,7 @@ def connect(path: str | Path, *, upto: int = SCHEMA_VERSION) -> sqlite3.Connecti
         if str(mode).lower() != "wal":  # pragma: no cover - e.g. a read-only medium
             raise AdvisorError(f"cannot switch to WAL mode (got {mode})", where=str(path))
         conn.execute("PRAGMA synchronous = NORMAL")
-        _retry_locked(lambda: _migrate(conn, path, upto))
+        _retry_locked(lambda: _claim_and_migrate(conn, path, upto))
     except sqlite3.DatabaseError as e:
         conn.close()
         if "not a database" in str(e) or "malformed" in str(e):
@@ -280,12 +141,12 @@ def opened(db: str | Path | sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 # ---------------------------------------------------------------------------------------------
 # writing
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _ci(p: dict) -> tuple[float | None, float | None]:
@@ -337,6 +198,13 @@ def record_run(
         for report, run_dir in zip(reports, dirs):
             _insert_task(conn, run_id, report, run_dir, created)
     return run_id
+
+
+def _insert_packages(conn: sqlite3.Connection, run_id: int, packages: dict) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO packages(bench_run_id, name, version) VALUES (?, ?, ?)",
+        [(run_id, str(k), None if v is None else str(v)) for k, v in packages.items()],
+    )
 
 
 def _insert_task(conn: sqlite3.Connection, run_id: int, report: dict, run_dir, created: str) -> int:
@@ -427,7 +295,8 @@ class TaskRun:
         ).fetchall())
 
 
-def _task_runs(conn: sqlite3.Connection, where: str, args: tuple, limit: int | None = None) -> list[TaskRun]:
+def task_runs(conn: sqlite3.Connection, where: str, args: tuple, limit: int | None = None) -> list[TaskRun]:
+    """Task runs matching `where` (over `t` = task_runs, `b` = bench_runs), newest first."""
     sql = (
         "SELECT t.id, t.bench_run_id, t.task, t.metric, t.higher_is_better, t.recommendation, t.eval_hash,"
         " b.created, b.git_commit FROM task_runs t JOIN bench_runs b ON b.id = t.bench_run_id"
@@ -461,7 +330,7 @@ def trend(db: str | Path | sqlite3.Connection, task: str | None = None, last: in
             raise AdvisorError(f"no runs of task '{task}'", where="--task", fix=f"known tasks: {known or 'none'}")
         out = []
         for name in names:
-            trs = list(reversed(_task_runs(conn, "t.task = ?", (name,), limit=last)))
+            trs = list(reversed(task_runs(conn, "t.task = ?", (name,), limit=last)))
             pipelines = sorted({p for tr in trs for p in tr.pipelines}, key=_order)
             out.append({
                 "task": name,
@@ -472,158 +341,3 @@ def trend(db: str | Path | sqlite3.Connection, task: str | None = None, last: in
                               for p in pipelines},
             })
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# regression gating
-
-
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone), in the input order."""
-    m = len(pvalues)
-    order = sorted(range(m), key=lambda i: pvalues[i])
-    adjusted = [1.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def _compare_pipeline(conn, current: TaskRun, previous: list[TaskRun], name: str, alpha: float) -> dict:
-    from . import stats
-
-    cur = current.pipelines[name]
-    entry: dict[str, Any] = {"pipeline": name, "status": cur["status"], "current": cur.get("score"),
-                             "regressed": False, "verdict": "no baseline"}
-    last = next((tr for tr in previous if name in tr.pipelines), None)
-    if cur["status"] != "ok":
-        if last is not None and last.pipelines[name]["status"] == "ok":
-            entry.update(regressed=True, verdict="now fails",
-                         reason=f"{name} was ok in run {last.bench_run_id} and is now {cur['status']}: "
-                                f"{cur.get('reason') or 'no reason recorded'}")
-        else:
-            entry["verdict"] = cur["status"]
-        return entry
-    base_runs = [tr for tr in previous if tr.pipelines.get(name, {}).get("status") == "ok"]
-    if not base_runs:
-        return entry
-    now = current.scores(conn, name)
-    sums: dict[str, list[float]] = {}
-    for tr in base_runs:
-        for item, s in tr.scores(conn, name).items():
-            sums.setdefault(item, []).append(s)
-    items = [i for i in now if i in sums]
-    entry.update(baseline_runs=[tr.bench_run_id for tr in base_runs], n=len(items))
-    if any(tr.eval_hash and current.eval_hash and tr.eval_hash != current.eval_hash for tr in base_runs):
-        entry["note"] = "the eval set differs from some baseline runs; compared on the item ids they share"
-    if not items:
-        entry["verdict"] = "no shared items"
-        return entry
-    ref = [sum(sums[i]) / len(sums[i]) for i in items]
-    new = [now[i] for i in items]
-    c = stats.paired_compare(ref, new, names=("baseline", "current"), alpha=alpha)
-    entry.update(
-        baseline=sum(ref) / len(ref), current_on_shared=sum(new) / len(new), diff=c.diff,
-        ci=[float(c.ci[0]), float(c.ci[1])], p_value=c.p_value, test=c.test,
-        worse=(c.diff < 0) if current.higher_is_better else (c.diff > 0),
-        verdict="pending",
-    )
-    return entry
-
-
-def compare(
-    db: str | Path | sqlite3.Connection,
-    run_id: int | None = None,
-    *,
-    k: int = DEFAULT_K,
-    alpha: float = ALPHA,
-    correction: str = "holm",
-) -> dict:
-    """Compare a bench run (default: the latest) with the previous `k` runs of each of its tasks.
-
-    Returns {"run_id", "k", "alpha", "correction", "regression": bool, "exit_code": 0|1,
-    "tasks": [{"task", "baseline_runs", "recommendation": {...}, "pipelines": [...], "reasons"}],
-    "reasons": [...]}.
-    """
-    if k < 1:
-        raise AdvisorError(f"k must be at least 1 (got {k})", where="--k")
-    if correction not in ("holm", "none"):
-        raise ValueError(f"unknown correction {correction!r}")
-    with opened(db) as conn:
-        if run_id is None:
-            row = conn.execute("SELECT max(id) FROM bench_runs").fetchone()
-            if row[0] is None:
-                raise AdvisorError("the history has no runs", where=str(db), fix="run `advisor bench` first")
-            run_id = int(row[0])
-        currents = list(reversed(_task_runs(conn, "t.bench_run_id = ?", (run_id,))))
-        if not currents:
-            raise AdvisorError(f"no bench run {run_id} with tasks", where=str(db))
-        out_tasks = []
-        for cur in currents:
-            previous = _task_runs(conn, "t.task = ? AND t.bench_run_id < ?", (cur.task, run_id), limit=k)
-            last = previous[0] if previous else None
-            rec = {"current": cur.recommendation, "previous": last.recommendation if last else None,
-                   "previous_run": last.bench_run_id if last else None}
-            rec["changed"] = bool(last) and last.recommendation != cur.recommendation
-            out_tasks.append({
-                "task": cur.task, "metric": cur.metric, "baseline_runs": [tr.bench_run_id for tr in previous],
-                "recommendation": rec,
-                "pipelines": [_compare_pipeline(conn, cur, previous, p, alpha) for p in cur.pipelines],
-            })
-    tested = [e for t in out_tasks for e in t["pipelines"] if "p_value" in e]
-    raw = [e["p_value"] for e in tested]
-    adjusted = holm(raw) if correction == "holm" else raw
-    for e, p in zip(tested, adjusted):
-        e["p_adjusted"] = p
-        e["significant"] = p < alpha
-        e["regressed"] = e["significant"] and e["worse"]
-        e["verdict"] = ("drop" if e["worse"] else "gain") if e["significant"] else "no significant change"
-    reasons = []
-    for t in out_tasks:
-        t["reasons"] = []
-        for e in t["pipelines"]:
-            if e["verdict"] == "drop":
-                t["reasons"].append(
-                    f"{t['task']}/{e['pipeline']}: {t['metric']} fell from {e['baseline']:.3f} (mean of "
-                    f"{len(e['baseline_runs'])} previous runs) to {e['current_on_shared']:.3f} on {e['n']} items "
-                    f"(diff {e['diff']:+.3f}, {e['test']} p={e['p_adjusted']:.3g} {correction}-adjusted)"
-                )
-            elif e["verdict"] == "now fails":
-                t["reasons"].append(f"{t['task']}/{e['reason']}")
-        r = t["recommendation"]
-        if r["changed"]:
-            t["reasons"].append(
-                f"{t['task']}: the recommendation changed from {r['previous']} (run {r['previous_run']}) "
-                f"to {r['current']}"
-            )
-        t["regression"] = bool(t["reasons"])
-        reasons += t["reasons"]
-    return {"run_id": run_id, "k": k, "alpha": alpha, "correction": correction, "regression": bool(reasons),
-            "exit_code": 1 if reasons else 0, "tasks": out_tasks, "reasons": reasons}
-
-
-# ---------------------------------------------------------------------------------------------
-# text helpers for the CLI
-
-SPARKS = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: Iterable[float | None], min_span: float = 0.05) -> str:
-    """One character per value; None shows as '·'. The scale is the values' own range, but at
-    least `min_span` wide, so that noise in the third decimal does not look like a cliff."""
-    vals = list(values)
-    real = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not real:
-        return "·" * len(vals)
-    lo, hi = min(real), max(real)
-    if hi - lo < min_span:
-        mid = (hi + lo) / 2
-        lo, hi = mid - min_span / 2, mid + min_span / 2
-    out = []
-    for v in vals:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            out.append("·")
-        else:
-            out.append(SPARKS[min(len(SPARKS) - 1, int((v - lo) / (hi - lo) * len(SPARKS)))])
-    return "".join(out)

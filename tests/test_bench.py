@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from advisor import bench, history
+from advisor import bench, history, regression
 from advisor.cli import app
 from advisor.engine import Assessment
 from advisor.errors import AdvisorError
@@ -75,7 +75,7 @@ def test_suite_forms_overrides_and_relative_paths(tmp_path):
     (tmp_path / "list.yaml").write_text("- tasks/a.yaml\n- tasks/b.yaml\n")
     s = bench.load_suite(tmp_path / "list.yaml")
     assert [t.path for t in s.tasks] == [tmp_path / "tasks" / "a.yaml", tmp_path / "tasks" / "b.yaml"]
-    assert s.k == history.DEFAULT_K and s.name == "list"
+    assert s.k == regression.DEFAULT_K and s.name == "list"
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "suite.yaml").write_text(

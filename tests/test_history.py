@@ -1,8 +1,7 @@
-"""The SQLite history: migrations, refusing foreign files, concurrent writers, regression gating."""
+"""The SQLite history: refusing foreign files, all-or-nothing writes, concurrent writers, trends."""
 
 from __future__ import annotations
 
-import json
 import random
 import sqlite3
 import subprocess
@@ -14,9 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from advisor import history
+from advisor import history, migrations
 from advisor.cli import app
 from advisor.errors import AdvisorError
+from advisor.report.terminal import sparkline
 
 N = 60
 
@@ -54,14 +54,6 @@ def base_scores(seed: int = 0, acc: float = 0.8) -> list[float]:
     return [1.0 if rng.random() < acc else 0.0 for _ in range(N)]
 
 
-def flip(scores: list[float], k: int, seed: int) -> list[float]:
-    """Noise: k random items change their outcome (either way)."""
-    out = list(scores)
-    for i in random.Random(seed).sample(range(len(out)), k):
-        out[i] = 1.0 - out[i]
-    return out
-
-
 def drop(scores: list[float], k: int) -> list[float]:
     """A real regression: the first k correct items become wrong."""
     out, done = list(scores), 0
@@ -72,47 +64,7 @@ def drop(scores: list[float], k: int) -> list[float]:
 
 
 # ---------------------------------------------------------------------------------------------
-# schema
-
-
-def test_migrations_from_an_empty_database(tmp_path):
-    db = tmp_path / "h.sqlite"
-    conn = history.connect(db)
-    try:
-        assert history.applied_migrations(conn) == [v for v, _, _ in history.MIGRATIONS]
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION
-        assert conn.execute("PRAGMA application_id").fetchone()[0] == history.APPLICATION_ID
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"schema_migrations", "bench_runs", "task_runs", "pipeline_results", "example_scores",
-                "packages"} <= tables
-    finally:
-        conn.close()
-    # reopening applies nothing twice; an empty (0-byte) file is a new database too
-    conn = history.connect(db)
-    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(history.MIGRATIONS)
-    conn.close()
-    empty = tmp_path / "empty.sqlite"
-    empty.touch()
-    history.connect(empty).close()
-    assert history.runs(empty) == []
-
-
-def test_upgrade_from_v1_keeps_and_backfills_data(tmp_path):
-    db = tmp_path / "old.sqlite"
-    conn = history.connect(db, upto=1)
-    assert history.applied_migrations(conn) == [1]
-    conn.execute("INSERT INTO bench_runs(created, environment) VALUES (?, ?)",
-                 ("2025-12-31T00:00:00+00:00", json.dumps({"packages": {"torch": "2.3.1", "peft": None}})))
-    conn.close()
-    conn = history.connect(db)  # migrates 1 -> 2
-    try:
-        assert history.applied_migrations(conn) == [1, 2]
-        rows = conn.execute("SELECT name, version FROM packages ORDER BY name").fetchall()
-        assert rows == [("peft", None), ("torch", "2.3.1")]
-        assert conn.execute("SELECT count(*) FROM bench_runs").fetchone()[0] == 1
-    finally:
-        conn.close()
+# opening and writing
 
 
 def test_a_file_that_is_not_an_advisor_db_is_refused(tmp_path):
@@ -161,95 +113,6 @@ def test_record_run_is_all_or_nothing(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# regression gating
-
-
-def _history(db: Path, runs: list[dict]) -> None:
-    for r in runs:
-        history.record_run(db, r)
-
-
-def test_first_run_has_no_baseline_and_passes(tmp_path):
-    db = tmp_path / "h.sqlite"
-    history.record_run(db, report(scores={"prompting": base_scores()}))
-    c = history.compare(db)
-    assert c["exit_code"] == 0 and c["tasks"][0]["baseline_runs"] == []
-    assert c["tasks"][0]["pipelines"][1]["verdict"] == "no baseline"
-
-
-def test_real_drop_exits_1_and_noise_exits_0(tmp_path):
-    db = tmp_path / "h.sqlite"
-    base = base_scores()
-    _history(db, [report(scores={"prompting": flip(base, 3, seed=s), "baseline": base_scores(9)}) for s in range(4)])
-    noise = history.compare(db)  # the 4th run against the three before it
-    assert noise["exit_code"] == 0 and not noise["regression"], noise["reasons"]
-    entry = next(e for e in noise["tasks"][0]["pipelines"] if e["pipeline"] == "prompting")
-    assert entry["verdict"] == "no significant change" and entry["n"] == N
-    assert entry["test"] == "paired-bootstrap"  # the baseline is a mean over runs, not 0/1
-
-    history.record_run(db, report(scores={"prompting": drop(base, 15), "baseline": base_scores(9)}))
-    c = history.compare(db, k=3)
-    assert c["exit_code"] == 1 and c["regression"]
-    entry = next(e for e in c["tasks"][0]["pipelines"] if e["pipeline"] == "prompting")
-    assert entry["verdict"] == "drop" and entry["regressed"] and entry["diff"] < -0.2
-    assert entry["p_adjusted"] < 0.05 and entry["baseline_runs"] == [4, 3, 2]
-    assert len(c["reasons"]) == 1 and "t1/prompting: accuracy fell from" in c["reasons"][0]
-    base_entry = next(e for e in c["tasks"][0]["pipelines"] if e["pipeline"] == "baseline")
-    assert base_entry["verdict"] == "no significant change" and base_entry["diff"] == 0
-
-
-def test_k_chooses_how_many_previous_runs_make_the_baseline(tmp_path):
-    db = tmp_path / "h.sqlite"
-    base = base_scores()
-    _history(db, [report(scores={"prompting": base}) for _ in range(6)])
-    for k, expected in ((1, [5]), (3, [5, 4, 3]), (10, [5, 4, 3, 2, 1])):
-        e = history.compare(db, k=k)["tasks"][0]["pipelines"][1]
-        assert e["baseline_runs"] == expected
-    # with one previous run, both sides are 0/1: the exact McNemar test applies
-    history.record_run(db, report(scores={"prompting": drop(base, 10)}))
-    e = history.compare(db, k=1)["tasks"][0]["pipelines"][1]
-    assert e["test"] == "mcnemar-exact" and e["p_value"] == pytest.approx(2 * 0.5 ** 10)
-    with pytest.raises(AdvisorError, match="k must be at least 1"):
-        history.compare(db, k=0)
-
-
-def test_changed_recommendation_or_new_failure_exits_1(tmp_path):
-    db = tmp_path / "h.sqlite"
-    s = base_scores()
-    history.record_run(db, report(scores={"prompting": s, "rag": s}, choice="prompting"))
-    history.record_run(db, report(scores={"prompting": s, "rag": s}, choice="rag"))
-    c = history.compare(db)
-    assert c["exit_code"] == 1
-    assert c["tasks"][0]["recommendation"] == {"current": "rag", "previous": "prompting", "previous_run": 1,
-                                               "changed": True}
-    assert c["reasons"] == ["t1: the recommendation changed from prompting (run 1) to rag"]
-
-    history.record_run(db, report(scores={"prompting": s}, choice="rag", statuses={"rag": "failed"}))
-    c = history.compare(db)
-    assert c["exit_code"] == 1 and len(c["reasons"]) == 1
-    assert "t1/rag was ok in run 2 and is now failed: rag failed on purpose" == c["reasons"][0]
-
-
-def test_items_are_aligned_by_id_and_tasks_do_not_mix(tmp_path):
-    db = tmp_path / "h.sqlite"
-    s = base_scores()
-    ids = [f"eval-{i}" for i in range(1, N + 1)]
-    history.record_run(db, [report(scores={"prompting": s}), report("other", scores={"prompting": [0.0] * N})])
-    # same outcomes, items listed in reverse order, and only the first 40 of them (as with --limit)
-    sub = list(range(40))[::-1]
-    history.record_run(db, report(scores={"prompting": [s[i] for i in sub]}, ids=[ids[i] for i in sub]))
-    c = history.compare(db)
-    assert [t["task"] for t in c["tasks"]] == ["t1"]
-    e = c["tasks"][0]["pipelines"][1]
-    assert e["n"] == 40 and e["diff"] == 0 and e["p_value"] == 1.0 and c["exit_code"] == 0
-
-
-def test_holm_adjustment():
-    assert history.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
-    assert history.holm([]) == []
-
-
-# ---------------------------------------------------------------------------------------------
 # two writers at once
 
 
@@ -292,7 +155,7 @@ def test_two_concurrent_writers_both_land(tmp_path):
         counts = dict(conn.execute("SELECT suite, count(*) FROM bench_runs GROUP BY suite"))
         assert counts == {"writer-a": n, "writer-b": n}
         assert conn.execute("SELECT count(*) FROM example_scores").fetchone()[0] == 2 * n * 50
-        assert history.applied_migrations(conn) == [v for v, _, _ in history.MIGRATIONS]
+        assert migrations.applied_migrations(conn) == [v for v, _, _ in migrations.MIGRATIONS]
     finally:
         conn.close()
 
@@ -302,10 +165,10 @@ def test_two_concurrent_writers_both_land(tmp_path):
 
 
 def test_sparkline():
-    assert history.sparkline([0.0, 0.5, 1.0]) == "▁▅█"
-    assert history.sparkline([0.8, None, 0.8]) == "▅·▅"  # flat series sit mid-height
-    assert history.sparkline([0.800, 0.801]) in ("▄▅", "▅▅", "▄▄")  # noise does not look like a cliff
-    assert history.sparkline([None, None]) == "··"
+    assert sparkline([0.0, 0.5, 1.0]) == "▁▅█"
+    assert sparkline([0.8, None, 0.8]) == "▅·▅"  # flat series sit mid-height
+    assert sparkline([0.800, 0.801]) in ("▄▅", "▅▅", "▄▄")  # noise does not look like a cliff
+    assert sparkline([None, None]) == "··"
 
 
 def test_history_command_shows_trends(tmp_path):
@@ -321,7 +184,7 @@ def test_history_command_shows_trends(tmp_path):
     res = CliRunner().invoke(app, ["history", str(db)], env={"COLUMNS": "160"})
     assert res.exit_code == 0, res.output
     assert "t1 (accuracy): 4 runs" in res.output and "t2 (accuracy)" in res.output
-    assert history.sparkline(scores) in res.output and "none → prompting" in res.output
+    assert sparkline(scores) in res.output and "none → prompting" in res.output
     res = CliRunner().invoke(app, ["history", str(db), "--task", "nope"])
     assert res.exit_code == 2 and "no runs of task 'nope'" in res.output and "t1, t2" in res.output
     res = CliRunner().invoke(app, ["history", str(tmp_path / "missing.sqlite")])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Iterable
+
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -114,3 +117,26 @@ def estimate_table(est: dict) -> Table:
                       fmt_usd(c.get("setup_usd")), fmt_usd(c.get("usd_per_1k_requests")),
                       fmt_usd(c.get("monthly_usd")), fmt(c.get("memory_gb"), 2))
     return table
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Iterable[float | None], min_span: float = 0.05) -> str:
+    """One character per value; None shows as '·'. The scale is the values' own range, but at
+    least `min_span` wide, so that noise in the third decimal does not look like a cliff."""
+    vals = list(values)
+    real = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not real:
+        return "·" * len(vals)
+    lo, hi = min(real), max(real)
+    if hi - lo < min_span:
+        mid = (hi + lo) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    out = []
+    for v in vals:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append("·")
+        else:
+            out.append(SPARKS[min(len(SPARKS) - 1, int((v - lo) / (hi - lo) * len(SPARKS)))])
+    return "".join(out)
