@@ -11,8 +11,12 @@ Sources and assumptions
   figure; AWS's A10G is a close variant, so treat it as approximate); T4 65 T (fp16 --
   Turing has no bf16). Memory bandwidth from the same sheets: 3350, 4800, 2039, 864, 300,
   600, 320 GB/s.
-* "CPU" is a stand-in for a generic 2-core cloud VM: 1e11 FLOP/s (fp32, AVX2-ish),
-  20 GB/s, 8 GB RAM, $0.10/h. Calibrate it by measurement; it is not a datasheet value.
+* "CPU" is a stand-in for a generic 2-core cloud VM: peak 1.92e11 FLOP/s fp32 (2 cores x
+  3 GHz x 32 FLOP/cycle: two 256-bit FMA units), 20 GB/s, 8 GB RAM, $0.10/h. Training MFU
+  0.45 is calibrated, not a datasheet value: a LoRA run (q,v, 34 steps, sentiment_mr) on a
+  quiet 2-core AMD EPYC reached 0.50 of that peak; under load (other processes on the
+  cores) it drops in proportion, so CPU timings measured on a busy machine read slow.
+  Inference MFU 0.15 (≈ 2.9e10 FLOP/s) is a rough figure for small-batch fp32 prefill.
 * $/hour are rough single-GPU on-demand list prices of 2024-25 clouds (they vary 2-3x
   between providers); override them in task.yaml ``hardware.usd_per_hour``.
 * Training FLOPs: 6·N·D for full fine-tuning (Kaplan et al. 2020; Hoffmann et al. 2022
@@ -46,6 +50,9 @@ SECONDS_PER_HOUR = 3600.0
 FULL_FT_BYTES_PER_PARAM = 16.0
 ADAM_BYTES_PER_TRAINABLE = 16.0
 QLORA_BYTES_PER_PARAM = 0.55
+# A run alone on the machine keeps its load average near one per core; above this, other
+# processes were competing for the cores while a CPU training time was measured.
+CONTENDED_LOAD_PER_CORE = 1.5
 TRAIN_FLOPS_PER_PARAM_TOKEN = {"full": 6.0, "lora": 4.0, "qlora": 4.0}
 
 
@@ -76,7 +83,7 @@ HARDWARE: dict[str, Hardware] = {
         Hardware("L4", 121e12, 24, 0.80, 0.35, 0.4, 300),
         Hardware("A10G", 125e12, 24, 1.00, 0.35, 0.4, 600),
         Hardware("T4", 65e12, 16, 0.53, 0.30, 0.35, 320),
-        Hardware("CPU", 1e11, 8, 0.10, 0.30, 0.30, 20),
+        Hardware("CPU", 1.92e11, 8, 0.10, 0.45, 0.15, 20),
     )
 }
 
@@ -261,6 +268,7 @@ def estimate_pipeline_cost(
     trainable_params: float = 0,
     measured_train_seconds: float | None = None,
     measured_device: Hardware | str | None = None,
+    measured_load_per_core: float | None = None,
     index_seconds: float = 0.0,
     corpus_tokens: float = 0,
     embed_params: float = 0,
@@ -278,7 +286,8 @@ def estimate_pipeline_cost(
     prompting: no setup. rag: index build (measured ``index_seconds``, else estimated from
     ``corpus_tokens``) plus one query embedding per request (``query_tokens``, defaults to
     the prompt length: an upper bound). finetune (LoRA) / full_finetune: training on ``hw``
-    from 4·N·D / 6·N·D; a measured run is compared with the estimate for the device it ran on.
+    from 4·N·D / 6·N·D; a measured run is compared with the estimate for the device it ran on,
+    and flagged when ``measured_load_per_core`` says the machine was busy with other work.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -362,6 +371,11 @@ def estimate_pipeline_cost(
                         f"measured MFU {out['measured_mfu']:.2f} > 1: {mdev.name}'s peak FLOP/s "
                         "(or the token count) is understated; calibrate the hardware entry"
                     )
+            if measured_load_per_core is not None and measured_load_per_core > CONTENDED_LOAD_PER_CORE:
+                assumptions.append(
+                    f"training: measured while the machine ran {measured_load_per_core:.1f}x as many "
+                    "runnable processes as it has cores; the measured time is inflated by that contention"
+                )
             if mdev.name == hw.name:
                 setup_seconds = float(measured_train_seconds)
                 assumptions.append(f"training: setup priced from the measured run on {hw.name}")

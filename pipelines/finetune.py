@@ -46,6 +46,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import tempfile
 import time
 from contextlib import nullcontext
@@ -182,6 +183,7 @@ class FinetunePipeline:
             "steps": steps, "planned_steps": planned, "train_seconds": round(stats["seconds"], 3),
             "tokens_per_second": round(stats["tokens"] / stats["seconds"], 1) if stats["seconds"] else None,
             "peak_memory_gb": round(stats["peak_gb"], 3), "peak_memory_kind": stats["peak_kind"],
+            "cpu_load_per_core": stats["load_per_core"],
             "device": str(llm.device), "device_hardware": hw, "device_name": device_name,
             "processes": self.accel.num_processes, "seed": ft.seed, "lr": ft.lr, "r": ft.r, "alpha": ft.alpha,
             "targets": ft.targets, "batch_size": ft.batch_size, "grad_accum": ft.grad_accum,
@@ -267,6 +269,7 @@ class FinetunePipeline:
             curve["val"].append([at, round(self._val_loss(accel.unwrap_model(model), val, device, pad), 5)])
             val_s += time.perf_counter() - t
 
+        loads: list[float | None] = []  # machine load during training: CPU timings need it beside them
         reset_peak_memory(device)
         if val:
             validate(0)
@@ -307,6 +310,7 @@ class FinetunePipeline:
                 flush()
             if self.step in val_at:
                 train_s += time.perf_counter() - t0  # flush() synchronised the device
+                loads.append(_load_per_core())
                 validate(self.step)
                 t0 = time.perf_counter()
             progress("finetune: training", self.step, steps)
@@ -314,6 +318,7 @@ class FinetunePipeline:
         if self.cuda:
             torch.cuda.synchronize()
         train_s += time.perf_counter() - t0
+        loads.append(_load_per_core())
         peak_gb, peak_kind = peak_memory(device)
         model.eval()
         totals = accel.reduce(torch.tensor([tokens, answer_tokens, unpacked, examples], device=device), "sum")
@@ -321,7 +326,8 @@ class FinetunePipeline:
         return {"tokens": tokens, "answer_tokens": answer_tokens, "unpacked_tokens": unpacked,
                 "examples": examples, "seconds": train_s,
                 "val_seconds": val_s, "curve": curve, "oom": oom, "micro_batch": micro, "warmup": warmup,
-                "peak_gb": peak_gb, "peak_kind": peak_kind}
+                "peak_gb": peak_gb, "peak_kind": peak_kind,
+                "load_per_core": round(sum(loads) / len(loads), 2) if loads and None not in loads else None}
 
     def _accumulate(self, model: Any, items: list[list[Encoded]], micro: int, device: Any, pad: int):
         """Forward/backward over one optimizer step's batches in micro-batches of `micro`; the
@@ -397,3 +403,12 @@ class FinetunePipeline:
                  "output_tokens_mean": sum(p.output_tokens for p in preds) / n}
         return PipelineOutput(preds, timings={**self.timings, "load_adapter": round(load_s, 3), "predict": round(secs, 3)},
                               usage=usage, details=dict(self.details), notes=list(self.notes))
+
+
+def _load_per_core() -> float | None:
+    """1-minute load average per core: ~1 when this run alone keeps every core busy, more when
+    other processes compete (then a CPU training time reads slow)."""
+    try:
+        return os.getloadavg()[0] / max(1, os.cpu_count() or 1)
+    except OSError:  # not available on this platform
+        return None

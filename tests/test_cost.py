@@ -38,7 +38,7 @@ def test_table_has_the_documented_cards_and_datasheet_peaks():
     assert set(HARDWARE) == {"H100", "H200", "A100-80GB", "L40S", "L4", "A10G", "T4", "CPU"}
     peaks = {k: v.peak_flops / 1e12 for k, v in HARDWARE.items()}
     assert peaks == {"H100": 989, "H200": 989, "A100-80GB": 312, "L40S": 362, "L4": 121, "A10G": 125,
-                     "T4": 65, "CPU": 0.1}
+                     "T4": 65, "CPU": 0.192}
     assert HARDWARE["H100"].memory_gb == 80 and HARDWARE["T4"].memory_gb == 16
     assert HARDWARE["CPU"].usd_per_hour == 0.10
     for hw in HARDWARE.values():
@@ -230,6 +230,16 @@ def test_finetune_measured_elsewhere_keeps_the_target_estimate():
     assert r["measured_mfu"] > 1 and any("calibrate" in a for a in r["assumptions"])
 
 
+def test_cpu_training_time_measured_on_a_busy_machine_is_flagged():
+    kw = dict(kind="finetune", train_tokens=1e4, trainable_params=1e5, measured_train_seconds=60.0,
+              measured_device="CPU", **COMMON)
+    quiet = estimate_pipeline_cost(measured_load_per_core=1.0, **kw)
+    busy = estimate_pipeline_cost(measured_load_per_core=4.2, **kw)
+    assert not any("contention" in a for a in quiet["assumptions"])
+    assert any("4.2x as many runnable processes" in a for a in busy["assumptions"])
+    assert busy["estimate_error_pct"] == quiet["estimate_error_pct"]  # flagged, not "corrected"
+
+
 def test_finetune_measured_on_an_unknown_device_is_reported_not_compared():
     r = estimate_pipeline_cost(kind="finetune", train_tokens=1e6, trainable_params=1e7,
                                measured_train_seconds=50.0, measured_device="cuda:7", **COMMON)
@@ -256,13 +266,13 @@ def test_full_finetune_is_6nd_and_may_not_fit():
 def test_baseline_runs_on_the_cpu_stand_in():
     r = estimate_pipeline_cost(kind="baseline", embed_params=2e7, train_tokens=1e5,
                                **{**COMMON, "prompt_tokens": 50, "hw": HARDWARE["H100"]})
-    # CPU: 1e11 * 0.3 = 3e10 FLOP/s; per request 2 * 2e7 * 50 = 2e9 FLOPs -> 1/15 s at $0.10/h
+    # CPU: 1.92e11 * 0.15 = 2.88e10 FLOP/s; per request 2 * 2e7 * 50 = 2e9 FLOPs at $0.10/h
     assert r["device"] == "CPU"
-    assert r["usd_per_1k_requests"] == pytest.approx(1000 * (2e9 / 3e10) * 0.10 / 3600)
-    # setup: embed 1e5 train tokens -> 2 * 2e7 * 1e5 / 3e10 = 133.3 s
-    assert r["setup_seconds"] == pytest.approx(133.333, rel=1e-4)
+    assert r["usd_per_1k_requests"] == pytest.approx(1000 * (2e9 / 2.88e10) * 0.10 / 3600)
+    # setup: embed 1e5 train tokens -> 2 * 2e7 * 1e5 / 2.88e10 = 138.9 s
+    assert r["setup_seconds"] == pytest.approx(4e12 / 2.88e10, rel=1e-4)
     assert r["setup_gpu_hours"] == 0.0
-    assert r["setup_usd"] == pytest.approx(133.333 * 0.10 / 3600, rel=1e-4)
+    assert r["setup_usd"] == pytest.approx(4e12 / 2.88e10 * 0.10 / 3600, rel=1e-4)
     assert r["memory_gb"] == pytest.approx(0.08)  # fp32 embedder
     assert r["output_tokens"] == 0
 
