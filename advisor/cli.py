@@ -100,7 +100,7 @@ class _RichProgress:
 @app.command()
 def assess(
     task: Path = typer.Argument(..., help="The task file (task.yaml)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder [default: runs/<task>-<time>]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<task>-<time>)."),
     finetune: Optional[str] = typer.Option(
         None, "--finetune", help="auto (only if cheaper pipelines miss the target) | always | never."
     ),
@@ -325,9 +325,9 @@ def _print_comparison(result: dict, console: Console) -> None:
 def bench(
     suite: Path = typer.Argument(..., help="The suite file (YAML list of task files)."),
     history_db: Path = typer.Option(..., "--history", help="SQLite history file (created if missing)."),
-    k: Optional[int] = typer.Option(None, "--k", help="Compare with the previous K runs [default: suite's k, or 5]."),
+    k: Optional[int] = typer.Option(None, "--k", help="Compare with the previous K runs (default: the suite's k, or 5)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout (progress to stderr)."),
-    runs: Optional[Path] = typer.Option(None, "--runs", help="Where run folders go [default: beside the history]."),
+    runs: Optional[Path] = typer.Option(None, "--runs", help="Where run folders go (default: beside the history)."),
     reuse: bool = typer.Option(False, "--reuse", help="Reuse cached stages (resume a killed bench); default: fresh."),
 ) -> None:
     """Run a benchmark suite, store it in the history, and exit 1 on a regression against it."""

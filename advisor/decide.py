@@ -249,13 +249,13 @@ def decide(inp: DecisionInput) -> Decision:
     if choice is not None:
         best = outs[choice]
 
-    # Comparisons of the reference pipeline against every other scored one.
+    # Every pair of scored pipelines, cheaper first: "does the fine-tune beat prompting?" is
+    # asked even when neither is the reference (at most 6 pairs).
     ref = best
-    if ref is not None:
-        for o in ok:
-            if o is ref:
-                continue
-            a, b = (o, ref) if ORDER.index(o.name) < ORDER.index(ref.name) else (ref, o)
+    decisive = set(comps) | {k for k in ((a.name, b.name) for i, a in enumerate(ok) for b in ok[i + 1:])
+                             if ref is not None and ref.name in k}
+    for i, a in enumerate(ok):
+        for b in ok[i + 1:]:
             if (a.name, b.name) not in comps:
                 record(_compare(a, b))
     mdd = mdd_for(ref.per_example) if ref is not None and ref.per_example else None
@@ -283,7 +283,7 @@ def decide(inp: DecisionInput) -> Decision:
     # Say when the eval set is too small to separate the pipelines that mattered.
     small_flagged = False
     for (an, bn), c in comps.items():
-        msg = _too_small(c, outs[an], outs[bn], mdd)
+        msg = _too_small(c, outs[an], outs[bn], mdd) if (an, bn) in decisive else None
         if msg and (choice is None or choice in (an, bn)):
             reasons.append(msg)
             small_flagged = True

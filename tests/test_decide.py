@@ -352,3 +352,17 @@ def test_no_break_even_claim_when_a_cost_is_unknown():
     d = decide(inp(ok("baseline", 95), ok("finetune", 92, setup_usd=0.1, usd_per_1k=0.2)))
     assert d.choice == "baseline" and d.break_even_requests is None
     assert not any("fine-tune" in r and ("repays" in r or "cost no more" in r) for r in d.reasons)
+
+
+def test_every_pair_is_compared_but_only_the_deciding_pairs_explain_the_noise():
+    # all short of 0.95; finetune is clearly best; the three cheaper ones are within a few items
+    d = decide(inp(ok("baseline", 62), ok("prompting", 58), ok("rag", 60), ok("finetune", 80), target=0.95))
+    pairs = {(c["a_name"], c["b_name"]) for c in d.comparisons}
+    assert pairs == {("baseline", "prompting"), ("baseline", "rag"), ("baseline", "finetune"),
+                     ("prompting", "rag"), ("prompting", "finetune"), ("rag", "finetune")}
+    by = {(c["a_name"], c["b_name"]): c for c in d.comparisons}
+    assert by[("prompting", "finetune")]["significant"] and by[("prompting", "finetune")]["diff"] == pytest.approx(0.22)
+    assert not by[("prompting", "rag")]["significant"]
+    assert d.best == "finetune"
+    # the cheaper pipelines' mutual ties say nothing about this decision: no "cannot tell" reasons
+    assert not any("cannot tell" in r for r in d.reasons)

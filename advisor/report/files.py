@@ -19,6 +19,14 @@ def fmt(x: float | None, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+def fmt_sig(x: float | None, digits: int = 3) -> str:
+    """Significant digits, for quantities spanning many orders of magnitude (GPU-hours):
+    0.0000139 reads as 1.39e-05, not 0.0000."""
+    if x is None:
+        return "—"
+    return "0" if x == 0 else f"{x:.{digits}g}"
+
+
 def fmt_usd(x: float | None) -> str:
     if x is None:
         return "—"
@@ -91,7 +99,7 @@ def to_markdown(report: dict) -> str:
             "",
             "## Full fine-tune (estimate only, never run)",
             "",
-            f"- setup {fmt(full.get('setup_gpu_hours'), 4)} GPU-hours ≈ {fmt_usd(full.get('setup_usd'))}, "
+            f"- setup {fmt_sig(full.get('setup_gpu_hours'))} GPU-hours ≈ {fmt_usd(full.get('setup_usd'))}, "
             f"memory ≈ {fmt(full.get('memory_gb'), 2)} GB",
         ]
     lines.append("")

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from .files import NAMES, fmt, fmt_usd
+from .files import NAMES, fmt, fmt_sig, fmt_usd
 
 ORDER = ("baseline", "prompting", "rag", "finetune")
 WIDE_LABELS = 8
@@ -189,13 +189,6 @@ def _plots(report: dict, predictions: dict[str, list[dict]]) -> list[str]:
     return [x for x in out if x]
 
 
-def _sig(x: float | None, digits: int = 3) -> str:
-    """Significant digits for quantities spanning many orders of magnitude (GPU-hours)."""
-    if x is None:
-        return "—"
-    return "0" if x == 0 else f"{x:.{digits}g}"
-
-
 def _p(x: float | None) -> str:
     if x is None:
         return "—"
@@ -320,7 +313,7 @@ def _costs(report: dict) -> str:
         items.append(f"<li>Hardware: <b>{e(hw.get('name'))}</b> at {e(fmt_usd(hw.get('usd_per_hour')))}/hour</li>")
     if full:
         items.append(
-            f"<li>Full fine-tune (estimate only, never run): {e(_sig(full.get('setup_gpu_hours')))} GPU-hours ≈ "
+            f"<li>Full fine-tune (estimate only, never run): {e(fmt_sig(full.get('setup_gpu_hours')))} GPU-hours ≈ "
             f"{e(fmt_usd(full.get('setup_usd')))}, memory ≈ {e(fmt(full.get('memory_gb'), 2))} GB</li>"
         )
     return f"<section><h2>Costs</h2><ul>{''.join(items)}</ul></section>" if items else ""

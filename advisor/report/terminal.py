@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .files import NAMES, fmt, fmt_usd
+from .files import NAMES, fmt, fmt_sig, fmt_usd
 
 STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
 
@@ -37,12 +37,22 @@ def recommendation_panel(report: dict) -> Panel:
                  border_style=colour)
 
 
-def pipelines_table(report: dict) -> Table:
+# Below this many columns the full pipelines table wraps every cell into "Clas…" stubs (CI logs
+# and pipes get 80): drop the columns a reader can find in report.md and use short names.
+WIDE = 118
+
+
+def pipelines_table(report: dict, width: int = WIDE) -> Table:
     t = report["task"]
+    narrow = width < WIDE
     table = Table(title=f"Pipelines on {t['n_eval']} eval items (base model {report['base_model']})")
-    for col in ("pipeline", "status", t["metric"], "95% CI", "prompt tok", "seconds",
-                "setup $", "$ / 1k req", "monthly $", "note"):
-        table.add_column(col, justify="right" if col not in ("pipeline", "status", "note") else "left")
+    cols = ("pipeline", "status", t["metric"], "95% CI", "prompt tok", "seconds", "setup $", "$ / 1k req",
+            "monthly $", "note")
+    keep = {"pipeline", "status", t["metric"], "95% CI", "setup $", "$ / 1k req"} if narrow else set(cols)
+    for col in cols:
+        if col in keep:
+            table.add_column(col, justify="right" if col not in ("pipeline", "status", "note") else "left",
+                             no_wrap=col != "note")
     for name, p in report["pipelines"].items():
         c, u = p.get("cost") or {}, p.get("usage") or {}
         note = p.get("reason", "") if p["status"] != "ok" else ("reused" if p.get("reused") else "")
@@ -52,26 +62,31 @@ def pipelines_table(report: dict) -> Table:
         score_txt = fmt(mark)
         if mark is not None and mark >= t["target"]:
             score_txt = f"[bold]{score_txt}[/bold]"
-        table.add_row(
-            NAMES.get(name, name), f"[{STYLE.get(p['status'], '')}]{p['status']}[/]", score_txt, _ci(p.get("ci")),
+        cells = dict(zip(cols, (
+            name if narrow else NAMES.get(name, name), f"[{STYLE.get(p['status'], '')}]{p['status']}[/]",
+            score_txt, _ci(p.get("ci")),
             fmt(u.get("prompt_tokens_mean"), 0) if u.get("prompt_tokens_mean") else "—",
             fmt((p.get("timings") or {}).get("total"), 1) if p.get("timings") else "—",
             fmt_usd(c.get("setup_usd")), fmt_usd(c.get("usd_per_1k_requests")), fmt_usd(c.get("monthly_usd")),
             note,
-        )
+        )))
+        table.add_row(*(v for k, v in cells.items() if k in keep))
     return table
 
 
-def comparisons_table(report: dict) -> Table | None:
+def comparisons_table(report: dict, width: int = WIDE) -> Table | None:
     comps = report.get("comparisons") or []
     if not comps:
         return None
+    narrow = width < WIDE
     table = Table(title="Paired comparisons (same eval items)")
-    for col in ("a", "b", "diff (b − a)", "95% CI", "p", "test", "significant"):
-        table.add_column(col)
+    cols = ("a", "b", "b − a", "95% CI", "p", "significant") + (() if narrow else ("test",))
+    for col in cols:
+        table.add_column(col, no_wrap=True, justify="right" if col in ("b − a", "p") else "left")
     for c in comps:
-        table.add_row(c["a_name"], c["b_name"], f"{c['diff']:+.3f}", _ci(c.get("ci")), fmt(c["p_value"], 4),
-                      c["test"], "yes" if c.get("significant") else "no")
+        row = [c["a_name"], c["b_name"], f"{c['diff']:+.3f}", _ci(c.get("ci")), fmt(c["p_value"], 4),
+               "yes" if c.get("significant") else "no"]
+        table.add_row(*row, *(() if narrow else (c["test"],)))
     return table
 
 
@@ -92,13 +107,13 @@ def render(report: dict, console: Console | None = None) -> None:
     console = console or Console()
     if report["task"].get("trust_remote_code"):
         console.print("[bold yellow]trust_remote_code: true[/] — the task allowed the model's own Python code to run")
-    for part in (selection_table(report), pipelines_table(report), comparisons_table(report)):
+    for part in (selection_table(report), pipelines_table(report, console.width), comparisons_table(report, console.width)):
         if part is not None:
             console.print(part)
     full = (report.get("costs") or {}).get("full_finetune_estimate")
     if full:
         console.print(
-            f"Full fine-tune (estimate, never run): {fmt(full.get('setup_gpu_hours'), 4)} GPU-h ≈ "
+            f"Full fine-tune (estimate, never run): {fmt_sig(full.get('setup_gpu_hours'))} GPU-h ≈ "
             f"{fmt_usd(full.get('setup_usd'))}, ~{fmt(full.get('memory_gb'), 2)} GB "
             f"on {report['costs']['hardware']['name']}"
         )
