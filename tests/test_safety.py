@@ -20,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from advisor import environment, models, spec
+from advisor import environment, models, spec, spec_loading
 from advisor.cli import app
 from advisor.errors import AdvisorError
 
@@ -59,8 +59,8 @@ def test_python_tags_are_rejected_and_never_run(tmp_path):
 
 
 def test_loader_is_a_safe_loader():
-    assert issubclass(spec._SafeLoader, yaml.SafeLoader)
-    assert not issubclass(spec._SafeLoader, (yaml.FullLoader, yaml.UnsafeLoader))
+    assert issubclass(spec_loading.SafeLoader, yaml.SafeLoader)
+    assert not issubclass(spec_loading.SafeLoader, (yaml.FullLoader, yaml.UnsafeLoader))
 
 
 UNSAFE = re.compile(r"yaml\.(unsafe_load|full_load|load_all)\(|yaml\.(Full|Unsafe)?Loader\b(?!\w)|FullLoader|UnsafeLoader")
