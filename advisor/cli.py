@@ -11,6 +11,7 @@ import json
 import re
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -72,22 +73,35 @@ def main_callback(
 
 
 class _RichProgress:
-    """Renders pipeline progress callbacks as rich progress bars (one line per task)."""
+    """Renders pipeline progress callbacks as rich progress bars (one line per task).
+
+    Off a terminal (CI logs, nightly cron mail) live bars render only at exit, so a 20-minute
+    run would look hung: there it prints one plain line when each task finishes instead.
+    """
 
     def __init__(self, console: Console, enabled: bool):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        self.console = console
         self.enabled = enabled
+        self.plain = enabled and not console.is_terminal
         self.progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=False, disable=not enabled,
+            TimeElapsedColumn(), console=console, transient=False, disable=not enabled or self.plain,
         )
         self.tasks: dict[str, int] = {}
+        self.started: dict[str, float] = {}
+        self.finished: set[str] = set()
 
     def __call__(self, desc: str, done: int, total: int | None) -> None:
         if desc not in self.tasks:
             self.tasks[desc] = self.progress.add_task(desc, total=total)
+            self.started[desc] = time.monotonic()
         self.progress.update(self.tasks[desc], completed=done, total=total)
+        if self.plain and total is not None and done >= total and desc not in self.finished:
+            self.finished.add(desc)
+            secs = time.monotonic() - self.started[desc]
+            self.console.print(f"{desc}: {done}/{total} in {secs:.1f} s", markup=False, highlight=False)
 
     def __enter__(self):
         self.progress.__enter__()

@@ -4,6 +4,9 @@
 Same model object, same chat prompts (banking77 test messages, zero-shot), greedy decoding, same
 max_new_tokens. Outputs must be identical; tokens/s of both counts the new tokens of each answer
 (up to and including the end-of-turn token) the same way for both.
+
+Second comparison: few-shot prompts (4 train demos every prompt shares) with the shared-prefix
+KV cache vs the same Generator with the cache turned off: what a few-shot variant costs.
 """
 
 from __future__ import annotations
@@ -14,11 +17,19 @@ from .common import comparison, data_dir, llm, read_jsonl
 
 SYSTEM = "Route the customer message of a bank to one intent. Name the intent in a few words."
 TARGET = 4.0
+PREFIX_TARGET = 1.5  # few-shot prompts are ~3/4 shared demos: prefill is most of the work
 
 
 def prompts(n: int) -> list[list[dict]]:
     rows = read_jsonl(data_dir() / "banking77" / "test.jsonl")[:n]
     return [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": r["text"]}] for r in rows]
+
+
+def fewshot_prompts(n: int) -> list[list[dict]]:
+    demos = read_jsonl(data_dir() / "banking77" / "train.jsonl")[:4]
+    turns = [t for d in demos for t in ({"role": "user", "content": d["text"]},
+                                        {"role": "assistant", "content": d["label"]})]
+    return [[p[0], *turns, p[1]] for p in prompts(n)]
 
 
 def _new_tokens(tok, text: str, max_new: int) -> int:
@@ -52,6 +63,18 @@ def run(quick: bool) -> dict:
     ref = [pipe(p, return_full_text=False, **greedy)[0]["generated_text"].strip() for p in msgs]
     ref_s, ref_cpu = time.perf_counter() - t0, time.process_time() - c0
 
+    fewshot = fewshot_prompts(n)
+    t0 = time.perf_counter()
+    cached = gen.generate(fewshot, max_new)
+    cached_s = time.perf_counter() - t0
+    plain_gen = Generator(m)
+    plain_gen.MIN_SHARED_PREFIX = 10**9  # the cache off, everything else the same
+    t0 = time.perf_counter()
+    plain = plain_gen.generate(fewshot, max_new)
+    plain_s = time.perf_counter() - t0
+    same_fewshot = sum(a.text == b.text for a, b in zip(cached, plain))
+    shared = gen._shared_prefix(gen.encode(fewshot))
+
     ours_text = [g.text for g in ours]
     same = sum(a == b for a, b in zip(ours_text, ref))
     tok = m.tokenizer
@@ -67,6 +90,14 @@ def run(quick: bool) -> dict:
             ),
             "generation_outputs_identical": comparison(
                 same, n, "prompts", 1.0, what="outputs identical to the reference (count of prompts)",
+            ),
+            "fewshot_prefix_cache_prompts_per_s": comparison(
+                n / cached_s, n / plain_s, "prompts/s", PREFIX_TARGET,
+                what=f"4-shot generation, {n} banking77 prompts sharing a {shared}-token prefix",
+                reference_name="the same Generator with the shared-prefix cache off",
+            ),
+            "fewshot_outputs_identical": comparison(
+                same_fewshot, n, "prompts", 1.0, what="4-shot outputs identical with and without the cache",
             ),
         },
         "details": {

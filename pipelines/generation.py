@@ -112,8 +112,16 @@ class Generator:
         done = 0
         self.progress(desc, 0, len(encoded))
         budget = max(self.max_batch_tokens, max(len(e) for e in encoded) + max_new_tokens) if encoded else 0
+        # Few-shot demos and instructions are the same tokens in every prompt: their KV cache is
+        # computed once and shared by every batch instead of once per prompt.
+        prefix = self._shared_prefix(encoded)
+        prefix_cache = self._prefix_cache(encoded[0][:prefix]) if prefix else None
         for batch in length_batches([len(e) + max_new_tokens for e in encoded], self.batch_size, budget):
-            ids, mask = self._pad([encoded[i] for i in batch])
+            if prefix:
+                ids, mask, cache = self._prefixed_batch(prefix_cache, encoded[0][:prefix],
+                                                        [encoded[i][prefix:] for i in batch])
+            else:
+                (ids, mask), cache = self._pad([encoded[i] for i in batch]), None
             with torch.inference_mode():
                 out = self.model.generate(
                     input_ids=ids,
@@ -122,6 +130,7 @@ class Generator:
                     do_sample=False,
                     pad_token_id=self.tok.pad_token_id,
                     eos_token_id=eos,
+                    **({"cache": cache} if cache is not None else {}),
                 )
             new = out[:, ids.shape[1]:].tolist()
             for row, i in enumerate(batch):
@@ -198,6 +207,23 @@ class Generator:
         ids = torch.tensor([prefix], device=self.device)
         with torch.inference_mode():
             return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+
+    def _prefixed_batch(self, prefix_cache, prefix: list[int], rests: list[list[int]]):
+        """(ids, mask, cache) for generate(): `prefix + rest` per row, the rests left-padded after
+        the prefix (generate derives position ids from the mask, so padded slots in the middle
+        shift nothing), and the prefix's cache repeated for the batch: generate runs only the rests."""
+        import copy
+
+        import torch
+
+        b = len(rests)
+        rids, rmask = self._pad(rests)
+        pids = torch.tensor([prefix], dtype=torch.long, device=self.device).expand(b, -1)
+        ids = torch.cat([pids, rids], dim=1)
+        mask = torch.cat([torch.ones_like(pids), rmask], dim=1)
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(b)
+        return ids, mask, cache
 
     def _score_batch_prefixed(self, prefix_cache, p0: int, rests: list[list[int]], cont, cmask) -> list[list[float]]:
         """Like _score_batch, but the prompts are `prefix + rest`, with the prefix's KV cache given.

@@ -88,3 +88,22 @@ def test_shared_prefix_cache_gives_the_same_scores(smollm):
     for a, b in zip(cached, plain):
         assert a.label == b.label
         assert a.logprobs == pytest.approx(b.logprobs, abs=2e-3)
+
+
+def test_shared_prefix_cache_gives_the_same_generations(smollm):
+    """Generation reuses the same prefix cache (few-shot QA prompts are mostly demos): the
+    greedy outputs and token counts must not change, for rows of different lengths."""
+    demos = [{"role": "user", "content": "Who wrote Hamlet?"}, {"role": "assistant", "content": "Shakespeare"},
+             {"role": "user", "content": "What is the capital of France?"}, {"role": "assistant", "content": "Paris"}]
+    system = {"role": "system", "content": "Answer the question in a few words."}
+    questions = ["What colour is the sky?", "How many legs does a spider have?",
+                 "Which planet is known as the red planet, and why is it called that?", "Who painted the Mona Lisa?"]
+    prompts = [[system, *demos, {"role": "user", "content": q}] for q in questions]
+    gen = Generator(smollm, batch_size=3)  # two batches: the cache is reused across batches
+    assert gen._shared_prefix(gen.encode(prompts)) >= Generator.MIN_SHARED_PREFIX
+    cached = gen.generate(prompts, 16)
+    gen.MIN_SHARED_PREFIX = 10**9  # force the plain path
+    plain = gen.generate(prompts, 16)
+    assert [g.text for g in cached] == [g.text for g in plain]
+    assert [(g.prompt_tokens, g.output_tokens) for g in cached] == [(g.prompt_tokens, g.output_tokens) for g in plain]
+    assert any(g.text for g in cached)
