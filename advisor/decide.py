@@ -311,10 +311,15 @@ def decide(inp: DecisionInput) -> Decision:
         reasons=reasons,
         why_not={n: _why_not(n, inp, choice, ft_fail) for n in names if n != choice},
         next_steps=steps,
-        comparisons=[c.to_dict() for c in comps.values()],
+        comparisons=[c.to_dict() for _, c in sorted(comps.items(), key=lambda kv: (_rank(kv[0][0]), _rank(kv[0][1])))],
         mdd=mdd,
         break_even_requests=break_even,
     )
+
+
+def _rank(name: str) -> int:
+    """Workflow order (cheapest first); names outside it after."""
+    return ORDER.index(name) if name in ORDER else len(ORDER)
 
 
 def _finetune_verdict(

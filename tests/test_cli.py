@@ -69,3 +69,21 @@ def test_models_lists_bundled():
     res = runner.invoke(app, ["models"])
     assert res.exit_code == 0
     assert "bundled:smollm2-135m-instruct" in res.stdout and "bundled:all-minilm-l6-v2" in res.stdout
+
+
+def test_progress_off_a_terminal_prints_one_line_per_finished_task():
+    """CI logs and cron mail get plain lines as tasks finish, not live bars rendered at exit."""
+    import io
+
+    from rich.console import Console
+
+    from advisor.cli import _RichProgress
+
+    buf = io.StringIO()
+    with _RichProgress(Console(file=buf, force_terminal=False, width=100), enabled=True) as bar:
+        bar("loading model", 0, None)
+        for i in range(4):
+            bar("prompting: eval", i, 3 if i < 3 else 3)
+        bar("prompting: eval", 3, 3)  # a repeated final update prints nothing more
+    lines = [x for x in buf.getvalue().splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("prompting: eval: 3/3 in ")
