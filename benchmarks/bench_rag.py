@@ -2,10 +2,10 @@
 
 Chunks (stated, not hidden): 10,000 word windows (24 words, 2-word stride, evenly subsampled)
 over the squad_rag corpus (240 SQuAD passages, ~31k words), each embedded as "<title>\\n<window>"
-as pipelines.rag does — sentence-sized chunks (~130 characters, ~35 word pieces). A fresh
+as pipelines.rag_index does — sentence-sized chunks (~130 characters, ~35 word pieces). A fresh
 Chroma folder per side, so nothing is reused from an earlier build.
 
-* ours: pipelines.rag — SentenceEmbeddings (the bundled all-MiniLM-L6-v2, batches of 64,
+* ours: pipelines.rag_index — SentenceEmbeddings (the bundled all-MiniLM-L6-v2, batches of 64,
   normalised) + ensure_collection (cosine HNSW, add in large batches, atomic rename); a query is
   embed_many([q]) + query_collection(k=4).
 * reference: langchain_chroma.Chroma.from_texts(texts, HuggingFaceEmbeddings(same model folder,
@@ -33,7 +33,7 @@ WINDOW, STRIDE, K = 24, 2, 4
 
 def make_chunks(n: int) -> tuple[list[str], list[str], list[dict]]:
     """(ids, embedded texts, metadatas): n word windows over the squad corpus, evenly subsampled."""
-    from pipelines.rag import embed_text
+    from pipelines.rag_index import embed_text
 
     rows = read_jsonl(data_dir() / "squad_rag" / "corpus.jsonl")
     windows = []
@@ -63,7 +63,7 @@ def run(quick: bool) -> dict:
     from langchain_huggingface import HuggingFaceEmbeddings
 
     from advisor.models import embedder_path, load_embedder
-    from pipelines.rag import SentenceEmbeddings, chroma_client, ensure_collection, index_key, query_collection
+    from pipelines.rag_index import SentenceEmbeddings, chroma_client, ensure_collection, index_key, query_collection
 
     n_chunks, n_queries = (1000, 40) if quick else (10_000, 200)
     ref_every = 1 if quick else 4

@@ -11,20 +11,21 @@ import pytest
 from advisor.data import Document, content_hash, load_task_data
 from advisor.spec import load
 from pipelines.base import SkipPipeline
-from pipelines.rag import (
+from pipelines.rag import resolve_mode, retrieval_metrics
+from pipelines.rag_index import (
     BatchedExampleSelector,
     SentenceEmbeddings,
     chroma_client,
     chunk_documents,
-    drop_question_words,
     ensure_collection,
-    first_sentence,
     index_key,
     query_collection,
-    reader_messages,
+)
+from pipelines.rag_reader import (
     READER_PROMPTS,
-    resolve_mode,
-    retrieval_metrics,
+    drop_question_words,
+    first_sentence,
+    reader_messages,
     short_clause,
     strip_lead_in,
 )
