@@ -134,7 +134,7 @@ def _build(client, emb, facts=FACTS, key="k1"):
 def test_index_is_built_once_then_reused(tmp_path, embeddings):
     client = chroma_client(None, tmp_path)
     col, info = _build(client, embeddings)
-    assert not info.reused and info.build_seconds > 0 and info.chunks == 4
+    assert not info.reused and info.chunks == 4
     assert info.size_bytes > 4 * 384 * 4 and col.name == "docs-k1"
     assert col.metadata["complete"] is True and col.metadata["count"] == 4
     calls = []
