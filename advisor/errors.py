@@ -25,8 +25,12 @@ class AdvisorError(Exception):
         super().__init__(text if text.endswith(("?", "!")) else text + ".")
 
 
-class Interrupted(Exception):
-    """Raised when a run is stopped by SIGINT/SIGTERM after finished work was saved."""
+class Interrupted(BaseException):
+    """Raised when a run is stopped by SIGINT/SIGTERM after finished work was saved.
+
+    A BaseException, like KeyboardInterrupt: libraries' `except Exception` blocks (model
+    loading, retries) must not swallow a stop request and carry on.
+    """
 
     def __init__(self, signum: int):
         self.signum = signum

@@ -161,7 +161,7 @@ class FinetunePipeline:
             setup_s = time.perf_counter() - t_setup
             try:
                 stats = self._train(peft_model, train, val, steps)
-            except (KeyboardInterrupt, Exception) as e:
+            except BaseException as e:
                 from advisor.errors import Interrupted
 
                 if isinstance(e, (KeyboardInterrupt, Interrupted)):

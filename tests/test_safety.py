@@ -274,7 +274,7 @@ def test_sigterm_stops_cleanly_and_keeps_finished_stages(tmp_path, converted_mod
     assert proc.poll() is None, "the run ended before it could be interrupted: " + proc.stderr.read()[-2000:]
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, stderr[-3000:]
+    assert proc.returncode == 143, f"exit {proc.returncode}: {stderr[-3000:]}"
     assert "Traceback" not in stderr
     assert stderr.rstrip().splitlines()[-1] == (
         "terminated: finished stages are saved; run the same command to resume."
