@@ -280,6 +280,18 @@ def decide(inp: DecisionInput) -> Decision:
         elif running:
             reasons.append(running)
 
+    # A fine-tune that is not recommended may still clearly beat the cheaper LLM pipelines:
+    # that is the question the team asked, so say it beside the reason it was not chosen.
+    if _usable(ft) and choice != "finetune":
+        wins = []
+        for o in ok:
+            c = comps.get((o.name, "finetune"))
+            if o.name in ("prompting", "rag") and c is not None and c.significant and (c.diff > 0) == hib:
+                wins.append(f"{o.name} ({c.diff:+.3f}, p={c.p_value:.3g})")
+        if wins:
+            reasons.append(f"finetune is significantly better than {' and '.join(wins)}, but is not recommended "
+                           "for the reasons above")
+
     # Say when the eval set is too small to separate the pipelines that mattered.
     small_flagged = False
     for (an, bn), c in comps.items():

@@ -366,3 +366,12 @@ def test_every_pair_is_compared_but_only_the_deciding_pairs_explain_the_noise():
     assert d.best == "finetune"
     # the cheaper pipelines' mutual ties say nothing about this decision: no "cannot tell" reasons
     assert not any("cannot tell" in r for r in d.reasons)
+
+
+def test_a_finetune_short_of_the_target_still_reports_beating_prompting():
+    # finetune 80 vs prompting 58: significant, but its lower bound (0.711) misses 0.95
+    d = decide(inp(ok("prompting", 58), ok("finetune", 80), target=0.95))
+    assert d.choice == "none" and d.best == "finetune"
+    assert any(r.startswith("finetune is significantly better than prompting (+0.220, p=") for r in d.reasons)
+    d = decide(inp(ok("prompting", 78), ok("finetune", 80), target=0.95))  # 2 items apart: no claim
+    assert not any("significantly better than prompting" in r for r in d.reasons)
