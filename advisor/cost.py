@@ -13,9 +13,10 @@ Sources and assumptions
   600, 320 GB/s.
 * "CPU" is a stand-in for a generic 2-core cloud VM: peak 1.92e11 FLOP/s fp32 (2 cores x
   3 GHz x 32 FLOP/cycle: two 256-bit FMA units), 20 GB/s, 8 GB RAM, $0.10/h. Training MFU
-  0.45 is calibrated, not a datasheet value: a LoRA run (q,v, 34 steps, sentiment_mr) on a
-  quiet 2-core AMD EPYC reached 0.50 of that peak; under load (other processes on the
-  cores) it drops in proportion, so CPU timings measured on a busy machine read slow.
+  0.55 is calibrated, not a datasheet value: two LoRA runs (q,v, 34 steps, sentiment_mr) on
+  a 2-core AMD EPYC reached 0.50 (load 1.4 per core) and 0.60 (load 0.9, quiet) of that
+  peak; under load (other processes on the cores) it drops in proportion, so CPU timings
+  measured on a busy machine read slow.
   Inference MFU 0.15 (≈ 2.9e10 FLOP/s) is a rough figure for small-batch fp32 prefill.
 * $/hour are rough single-GPU on-demand list prices of 2024-25 clouds (they vary 2-3x
   between providers); override them in task.yaml ``hardware.usd_per_hour``.
@@ -83,7 +84,7 @@ HARDWARE: dict[str, Hardware] = {
         Hardware("L4", 121e12, 24, 0.80, 0.35, 0.4, 300),
         Hardware("A10G", 125e12, 24, 1.00, 0.35, 0.4, 600),
         Hardware("T4", 65e12, 16, 0.53, 0.30, 0.35, 320),
-        Hardware("CPU", 1.92e11, 8, 0.10, 0.45, 0.15, 20),
+        Hardware("CPU", 1.92e11, 8, 0.10, 0.55, 0.15, 20),
     )
 }
 
