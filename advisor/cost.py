@@ -14,7 +14,7 @@ Sources and assumptions
 * "CPU" is a stand-in for a generic 2-core cloud VM: peak 1.92e11 FLOP/s fp32 (2 cores x
   3 GHz x 32 FLOP/cycle: two 256-bit FMA units), 20 GB/s, 8 GB RAM, $0.10/h. Training MFU
   0.55 is calibrated, not a datasheet value: two LoRA runs (q,v, 34 steps, sentiment_mr) on
-  a 2-core AMD EPYC reached 0.50 (load 1.4 per core) and 0.60 (load 0.9, quiet) of that
+  a 2-core AMD EPYC reached 0.50 (other tests running beside it) and 0.60 (alone) of that
   peak; under load (other processes on the cores) it drops in proportion, so CPU timings
   measured on a busy machine read slow.
   Inference MFU 0.15 (≈ 2.9e10 FLOP/s) is a rough figure for small-batch fp32 prefill.
