@@ -90,5 +90,5 @@ def run(quick: bool) -> dict:
             "prediction_with_measured_tokens_seconds": round(
                 cost.train_seconds(cost.train_flops(n_params, meas_tokens, "lora"), cpu, mfu=mfu), 2),
         },
-        "notes": ["the CPU stand-in's assumed peak (1e11 FLOP/s) x MFU is calibrated by one short run"],
+        "notes": [f"the CPU stand-in's assumed peak ({cpu.peak_flops:.3g} FLOP/s) x MFU is calibrated by one short run"],
     }

@@ -262,11 +262,13 @@ def query_collection(col, vectors, k: int, exclude: Sequence[set[str]] | None = 
 
     ``exclude[i]``: ids not to return for query i (a train item must not retrieve itself).
     """
-    total = col.count()
-    if total == 0 or len(vectors) == 0:
-        return [[] for _ in range(len(vectors))]
+    if len(vectors) == 0:
+        return []
+    # No col.count() first: it is a second round trip per query (~1.3 ms of a ~20 ms query on
+    # 10k chunks), and Chroma 1.x returns fewer hits, without error, when asked for more
+    # results than the collection holds (an empty one included).
     extra = max((len(e) for e in exclude), default=0) if exclude else 0
-    n = min(k + extra, total)
+    n = k + extra
     out: list[list[dict]] = []
     for s in range(0, len(vectors), QUERY_BATCH):
         r = col.query(query_embeddings=vectors[s:s + QUERY_BATCH], n_results=n,

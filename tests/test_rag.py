@@ -193,6 +193,11 @@ def test_batched_query_finds_the_fact_and_excludes(tmp_path, embeddings):
     assert all(len(h) == 2 for h in hits)
     hits = query_collection(col, vecs, k=2, exclude=[{"zorblat#0"}, set()])
     assert "zorblat#0" not in [h["id"] for h in hits[0]] and len(hits[0]) == 2
+    # asking for more than the collection holds returns what there is; an empty one, nothing
+    assert [len(h) for h in query_collection(col, vecs, k=50)] == [col.count()] * 2
+    empty = client.get_or_create_collection("empty-one")
+    assert query_collection(empty, vecs, k=2) == [[], []]
+    assert query_collection(col, vecs[:0], k=2) == []
 
 
 def test_batched_selector_matches_langchain_per_item_selection(tmp_path, embeddings):
