@@ -43,33 +43,71 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 # Modules whose code decides a stage's scores. Reports, CLI and history are left out: editing
-# them must not throw away hours of training.
-_SCORING_CODE = ("advisor/data.py", "advisor/metrics.py", "advisor/models.py", "advisor/stats.py", "pipelines")
+# them must not throw away hours of training. Of pipelines/, a stage depends on its own module
+# and what that imports, found by reading the imports (so a new helper module is never missed).
+_SHARED_SCORING_CODE = ("advisor/data.py", "advisor/metrics.py", "advisor/models.py", "advisor/stats.py")
+_PIPELINES = "pipelines"
 
 
-@functools.lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """Hash of the scoring code itself, so a result computed by older code (same version number,
-    e.g. a checkout in development) is never reused as if it were current."""
+def _pipeline_imports(path: Path) -> set[str]:
+    """Sibling modules of pipelines/ that ``path`` imports, at any depth of its code."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:  # from .x import y
+                found.add(node.module.split(".")[0])
+            elif node.level == 1:  # from . import x, y
+                found.update(a.name for a in node.names)
+            elif node.level == 0 and node.module and node.module.split(".")[0] == _PIPELINES:
+                parts = node.module.split(".")
+                found.update([parts[1]] if len(parts) > 1 else [a.name for a in node.names])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names
+                         if a.name.startswith(_PIPELINES + ".") and a.name.count(".") >= 1)
+    return found
+
+
+def _pipeline_closure(pkg: Path, entry: str) -> list[Path]:
+    seen: set[str] = set()
+    todo = [entry, "__init__"]
+    while todo:
+        name = todo.pop()
+        path = pkg / f"{name}.py"
+        if name in seen or not path.is_file():
+            continue
+        seen.add(name)
+        todo.extend(_pipeline_imports(path) - seen)
+    return sorted(pkg / f"{n}.py" for n in seen)
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint(stage: str | None = None) -> str:
+    """Hash of the code that scores ``stage`` (every pipeline module when the stage has none of
+    its own), so a result computed by older code (same version number, e.g. a checkout in
+    development) is never reused as if it were current."""
     root = Path(__file__).resolve().parent.parent
-    files: list[Path] = []
-    for rel in _SCORING_CODE:
-        p = root / rel
-        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    pkg = root / _PIPELINES
+    files = [root / rel for rel in _SHARED_SCORING_CODE]
+    if stage is not None and (pkg / f"{stage}.py").is_file():
+        files += _pipeline_closure(pkg, stage)
+    else:
+        files += sorted(pkg.rglob("*.py"))
     return content_hash(
         {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
     )
 
 
 def stage_key(name: str, **inputs: Any) -> str:
-    """Hash of everything a stage's result depends on: advisor version, scoring code and ML
-    package versions included.
+    """Hash of everything a stage's result depends on: advisor version, the stage's scoring code
+    and ML package versions included.
 
     A new transformers or peft can change outputs, so a result cached under the old ones must
     not be reused as if nothing had changed.
     """
     return content_hash(
-        {"stage": name, "advisor": __version__, "code": code_fingerprint(), "packages": versions(), **inputs}
+        {"stage": name, "advisor": __version__, "code": code_fingerprint(name), "packages": versions(), **inputs}
     )
 
 

@@ -24,24 +24,39 @@ def test_key_is_stable_and_changes_exactly_with_inputs(monkeypatch):
     assert stage_key("prompting", **BASE) != k
 
 
-def test_key_changes_when_scoring_code_changes_but_not_report_code(tmp_path, monkeypatch):
+def test_key_follows_the_stage_own_scoring_code(tmp_path, monkeypatch):
     root = tmp_path / "src"
     (root / "advisor" / "report").mkdir(parents=True)
     (root / "pipelines").mkdir()
-    for rel in ("advisor/data.py", "advisor/metrics.py", "advisor/models.py", "advisor/stats.py",
-                "pipelines/rag.py", "advisor/report/html.py", "advisor/stages.py"):
-        (root / rel).write_text("x = 1\n")
+    files = {
+        "advisor/data.py": "x = 1\n", "advisor/metrics.py": "x = 1\n", "advisor/models.py": "x = 1\n",
+        "advisor/stats.py": "x = 1\n", "advisor/report/html.py": "x = 1\n", "advisor/stages.py": "x = 1\n",
+        "pipelines/__init__.py": "", "pipelines/generation.py": "x = 1\n",
+        "pipelines/prompting.py": "from .generation import x\n",
+        "pipelines/rag_index.py": "x = 1\n",
+        # imports inside functions count too
+        "pipelines/rag.py": "from .prompting import x\ndef f():\n    from pipelines.rag_index import x\n",
+    }
+    for rel, text in files.items():
+        (root / rel).write_text(text)
     monkeypatch.setattr(stages, "__file__", str(root / "advisor" / "stages.py"))
 
-    def key():
+    def keys():
         stages.code_fingerprint.cache_clear()
-        return stage_key("rag", **BASE)
+        return {n: stage_key(n, **BASE) for n in ("prompting", "rag", "select")}
 
-    first = key()
+    first = keys()
     (root / "advisor" / "report" / "html.py").write_text("x = 2\n")
-    assert key() == first  # a report change keeps cached scores
-    (root / "pipelines" / "rag.py").write_text("x = 2\n")
-    assert key() != first  # a pipeline change does not
+    assert keys() == first  # a report change keeps every cached score
+    (root / "pipelines" / "rag_index.py").write_text("x = 2\n")
+    now = keys()
+    assert now["prompting"] == first["prompting"]  # prompting does not use the index
+    assert now["rag"] != first["rag"] and now["select"] != first["select"]  # rag imports it (in a function)
+    (root / "pipelines" / "generation.py").write_text("x = 3\n")
+    later = keys()
+    assert all(later[n] != now[n] for n in later)  # everyone generates
+    (root / "advisor" / "metrics.py").write_text("x = 2\n")
+    assert all(v != later[n] for n, v in keys().items())  # shared scoring code
     stages.code_fingerprint.cache_clear()
 
 
