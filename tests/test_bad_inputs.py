@@ -7,7 +7,6 @@ typer's CliRunner (fast); `test_real_process` runs a few through the installed c
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -19,24 +18,10 @@ from typer.testing import CliRunner
 
 from advisor.cli import app
 from advisor.data import MIN_TRAIN_FOR_FINETUNE
+from helpers import ROWS, TINY_TASK, jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
-ROWS = [{"text": "great movie", "label": "positive"}, {"text": "awful movie", "label": "negative"},
-        {"text": "loved it", "label": "positive"}, {"text": "hated it", "label": "negative"}]
-
-
-def jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
-
-
-TASK = """\
-name: tiny
-type: classification
-labels: [negative, positive]
-data:
-  eval: eval.jsonl
-target: {metric: accuracy, min: 0.8}
-"""
+TASK = TINY_TASK
 WITH_TRAIN = TASK.replace("  eval: eval.jsonl\n", "  eval: eval.jsonl\n  train: train.jsonl\n")
 WITH_CORPUS = TASK.replace("  eval: eval.jsonl\n", "  eval: eval.jsonl\n  corpus: docs\n")
 

@@ -10,14 +10,9 @@ import pytest
 from advisor import data, spec
 from advisor.data import MIN_TRAIN_FOR_FINETUNE, load_corpus, load_examples, load_labels, load_task_data
 from advisor.errors import AdvisorError
+from helpers import ROWS, jsonl
 
 
-def jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-
-
-ROWS = [{"text": "great movie", "label": "positive"}, {"text": "awful movie", "label": "negative"},
-        {"text": "loved it", "label": "positive"}, {"text": "hated it", "label": "negative"}]
 
 
 def task(tmp_path: Path, body: str = "", *, head: str | None = None) -> spec.TaskSpec:

@@ -23,24 +23,12 @@ from typer.testing import CliRunner
 from advisor import environment, models, spec, spec_loading
 from advisor.cli import app
 from advisor.errors import AdvisorError
+from helpers import ROWS, TINY_TASK, jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-Zq8xV3nL0pR7tY2wK9"
 HF_SECRET = "hf_AbCdEfGhIjKlMnOpQrStUv"
-ROWS = [{"text": "great movie", "label": "positive"}, {"text": "awful movie", "label": "negative"},
-        {"text": "loved it", "label": "positive"}, {"text": "hated it", "label": "negative"}]
-TASK = """\
-name: tiny
-type: classification
-labels: [negative, positive]
-data:
-  eval: eval.jsonl
-target: {metric: accuracy, min: 0.8}
-"""
-
-
-def jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
+TASK = TINY_TASK
 
 
 # ---------------------------------------------------------------------------------------------

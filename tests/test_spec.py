@@ -13,15 +13,9 @@ import pytest
 
 from advisor import spec
 from advisor.errors import AdvisorError
+from helpers import TINY_TASK
 
-BASE = """\
-name: tiny
-type: classification
-labels: [negative, positive]
-data:
-  eval: eval.jsonl
-target: {metric: accuracy, min: 0.8}
-"""
+BASE = TINY_TASK
 QA = BASE.replace("type: classification", "type: qa").replace("labels: [negative, positive]\n", "").replace(
     "metric: accuracy", "metric: token_f1"
 )
