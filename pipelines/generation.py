@@ -212,8 +212,6 @@ class Generator:
         """(ids, mask, cache) for generate(): `prefix + rest` per row, the rests left-padded after
         the prefix (generate derives position ids from the mask, so padded slots in the middle
         shift nothing), and the prefix's cache repeated for the batch: generate runs only the rests."""
-        import copy
-
         import torch
 
         b = len(rests)
@@ -221,9 +219,16 @@ class Generator:
         pids = torch.tensor([prefix], dtype=torch.long, device=self.device).expand(b, -1)
         ids = torch.cat([pids, rids], dim=1)
         mask = torch.cat([torch.ones_like(pids), rmask], dim=1)
+        return ids, mask, self._repeat_cache(prefix_cache, b)
+
+    @staticmethod
+    def _repeat_cache(prefix_cache, b: int):
+        """A copy of the prefix's KV cache for `b` rows (the original stays for the next batch)."""
+        import copy
+
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(b)
-        return ids, mask, cache
+        return cache
 
     def _score_batch_prefixed(self, prefix_cache, p0: int, rests: list[list[int]], cont, cmask) -> list[list[float]]:
         """Like _score_batch, but the prompts are `prefix + rest`, with the prefix's KV cache given.
@@ -232,21 +237,13 @@ class Generator:
         ids), so every row ends at the last column and only that column needs the vocabulary
         projection (logits_to_keep=1); the label tokens continue from each row's own length.
         """
-        import copy
-
         import torch
 
         b = len(rests)
-        s = max(len(r) for r in rests)
-        ids = torch.full((b, s), self.tok.pad_token_id, dtype=torch.long, device=self.device)
-        smask = torch.zeros((b, s), dtype=torch.long, device=self.device)
-        for r, seq in enumerate(rests):
-            ids[r, s - len(seq):] = torch.tensor(seq)
-            smask[r, s - len(seq):] = 1
+        ids, smask = self._pad(rests)
         lengths = smask.sum(-1)
         with torch.inference_mode():
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(b)
+            cache = self._repeat_cache(prefix_cache, b)
             mask = torch.cat([torch.ones((b, p0), dtype=torch.long, device=self.device), smask], dim=1)
             pos = p0 + (smask.cumsum(-1) - 1).clamp(min=0)
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
