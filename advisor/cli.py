@@ -177,7 +177,8 @@ def estimate(
         return
     from .report.terminal import estimate_table
 
-    Console().print(estimate_table(result))
+    console = Console()
+    console.print(estimate_table(result, console.width))
 
 
 TEMPLATE = """\

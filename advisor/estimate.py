@@ -52,9 +52,16 @@ def estimate(spec: TaskSpec, data: TaskData, *, n_params: int | None = None) -> 
     shape = model_shape(base)
     rows: dict[str, dict] = {}
     common = dict(n_params=n_params, requests_per_month=rpm, hw=hw, output_tokens=out_tokens, **shape)
+    emb = BUNDLED.get(spec.models.embedding)
+    if spec.type == "classification" and train:
+        # no LLM: the embedder reads each input once (the LLM's tokenizer stands in for its own)
+        rows["baseline"] = cost.estimate_pipeline_cost(
+            kind="baseline", prompt_tokens=_mean_tokens(tok, [e.input for e in sample]),
+            train_tokens=_mean_tokens(tok, [e.input for e in train]) * len(train),
+            embed_params=emb.params if emb else 0, **{**common, "output_tokens": 0},
+        )
     rows["prompting"] = cost.estimate_pipeline_cost(kind="prompting", prompt_tokens=max(zero, few), **common)
     if data.corpus or train:
-        emb = BUNDLED.get(spec.models.embedding)
         if data.corpus:
             chars_per_token = sum(len(d.text) for d in data.corpus) / max(
                 1, sum(len(x) for x in tok([d.text for d in data.corpus], add_special_tokens=False)["input_ids"]))

@@ -55,7 +55,10 @@ def test_estimate_json_prices_every_pipeline(tmp_path):
     res = runner.invoke(app, ["estimate", str(tmp_path / "task.yaml"), "--json"])
     assert res.exit_code == 0, res.output
     est = json.loads(res.stdout)
-    assert set(est["pipelines"]) == {"prompting", "rag", "finetune", "full_finetune"}
+    assert set(est["pipelines"]) == {"baseline", "prompting", "rag", "finetune", "full_finetune"}
+    base = est["pipelines"]["baseline"]
+    assert base["device"] == "CPU" and base["setup_gpu_hours"] == 0 and base["output_tokens"] == 0
+    assert 0 < base["usd_per_1k_requests"]
     ft, full = est["pipelines"]["finetune"], est["pipelines"]["full_finetune"]
     # LoRA is 4·N·D and full fine-tuning 6·N·D on the same tokens
     assert full["train_flops"] == ft["train_flops"] * 1.5

@@ -120,13 +120,16 @@ def render(report: dict, console: Console | None = None) -> None:
     console.print(recommendation_panel(report))
 
 
-def estimate_table(est: dict) -> Table:
+def estimate_table(est: dict, width: int = WIDE) -> Table:
     hw = est["hardware"]
+    narrow = width < 100
     table = Table(title=f"Estimate for {est['task']} on {hw['name']} (${hw['usd_per_hour']:.2f}/h), "
                         f"{est['requests_per_month']:,} requests/month — {est['note']}")
-    for col in ("pipeline", "prompt tok", "setup GPU-h", "setup $", "$ / 1k req", "monthly $", "memory GB"):
+    cols = (("pipeline", "tok", "GPU-h", "setup $", "$/1k", "$/month", "GB") if narrow else
+            ("pipeline", "prompt tok", "setup GPU-h", "setup $", "$ / 1k req", "monthly $", "memory GB"))
+    for col in cols:
         table.add_column(col, justify="left" if col == "pipeline" else "right", no_wrap=True)
-    names = {**NAMES, "full_finetune": "Full fine-tune"}
+    names = {} if narrow else {**NAMES, "full_finetune": "Full fine-tune"}
     for name, c in est["pipelines"].items():
         table.add_row(names.get(name, name), fmt(c.get("prompt_tokens"), 0), f"{c.get('setup_gpu_hours') or 0:.2g}",
                       fmt_usd(c.get("setup_usd")), fmt_usd(c.get("usd_per_1k_requests")),
