@@ -439,7 +439,9 @@ def _next_steps(
     rag = inp.outcomes.get("rag")
     if not inp.has_corpus and not _usable(rag):
         steps.append("add a document corpus (or use rag mode 'examples') to try RAG")
-    if _usable(rag) and _usable(ft):
+    prompting = inp.outcomes.get("prompting")
+    rag_helped = _usable(rag) and (not _usable(prompting) or (rag.score > prompting.score) == inp.higher_is_better)
+    if rag_helped and _usable(ft):  # retrieval that hurt prompting is no reason to add it to the adapter
         steps.append("combine RAG with the fine-tune (retrieve on top of the adapter)")
     if best is not None and best.per_example and (tied or (mdd is not None and mdd > LARGE_MDD)):
         gap = LARGE_MDD / 2
