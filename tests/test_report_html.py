@@ -260,3 +260,19 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'id="recommendation"' in dom.stdout and RECOMMENDATION in dom.stdout
     assert dom.stdout.count('src="data:image/png;base64,') == 6
+
+
+def test_training_time_estimated_vs_measured_in_every_format():
+    report, preds = full_report()
+    report["costs"]["pipelines"] = {"finetune": {
+        "measured_device": "CPU", "train_seconds_estimated_on_measured_device": 54.75, "train_seconds_measured": 56.23,
+        "estimate_error_pct": -2.63, "train_seconds_estimated": 0.0167, "setup_usd": 1.4e-05,
+        "assumptions": ["training: measured while the machine ran 3.1x as many runnable processes as it has cores; "
+                        "the measured time is inflated by that contention"]}}
+    line = files.training_time_line(report)
+    assert line.startswith("LoRA training time on CPU: estimated 54.8 s, measured 56.2 s (-2.6 %); on H100 estimated")
+    assert "3.1x as many runnable processes" in line
+    assert line in files.to_markdown(report)
+    assert html.e(line) in html.render(report, predictions=preds)
+    report["costs"]["pipelines"]["finetune"] = {"train_seconds_estimated": 0.0167}  # nothing measured to compare
+    assert files.training_time_line(report) is None and "estimated vs measured" not in files.to_markdown(report)

@@ -27,6 +27,23 @@ def fmt_sig(x: float | None, digits: int = 3) -> str:
     return "0" if x == 0 else f"{x:.{digits}g}"
 
 
+def training_time_line(report: dict) -> str | None:
+    """The LoRA run's estimated vs measured training time, where the cost model could compare
+    them (the issue's "estimated vs measured"), with the contention warning when there was one."""
+    costs = report.get("costs") or {}
+    c = (costs.get("pipelines") or {}).get("finetune") or {}
+    if c.get("estimate_error_pct") is None:
+        return None
+    dev = c.get("measured_device", "?")
+    line = (f"LoRA training time on {dev}: estimated {c['train_seconds_estimated_on_measured_device']:.1f} s, "
+            f"measured {c['train_seconds_measured']:.1f} s ({c['estimate_error_pct']:+.1f} %)")
+    hw = (costs.get("hardware") or {}).get("name")
+    if hw and hw != dev:
+        line += f"; on {hw} estimated {fmt_sig(c.get('train_seconds_estimated'))} s ≈ {fmt_usd(c.get('setup_usd'))}"
+    busy = [a for a in c.get("assumptions", []) if "contention" in a]
+    return line + (f" — {busy[0]}" if busy else "")
+
+
 def fmt_usd(x: float | None) -> str:
     if x is None:
         return "—"
@@ -102,6 +119,9 @@ def to_markdown(report: dict) -> str:
             f"- setup {fmt_sig(full.get('setup_gpu_hours'))} GPU-hours ≈ {fmt_usd(full.get('setup_usd'))}, "
             f"memory ≈ {fmt(full.get('memory_gb'), 2)} GB",
         ]
+    timing = training_time_line(report)
+    if timing:
+        lines += ["", "## Training time: estimated vs measured", "", f"- {timing}"]
     lines.append("")
     return redact("\n".join(lines))
 

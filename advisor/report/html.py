@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from .files import NAMES, fmt, fmt_sig, fmt_usd
+from .files import NAMES, fmt, fmt_sig, fmt_usd, training_time_line
 
 ORDER = ("baseline", "prompting", "rag", "finetune")
 WIDE_LABELS = 8
@@ -316,6 +316,9 @@ def _costs(report: dict) -> str:
             f"<li>Full fine-tune (estimate only, never run): {e(fmt_sig(full.get('setup_gpu_hours')))} GPU-hours ≈ "
             f"{e(fmt_usd(full.get('setup_usd')))}, memory ≈ {e(fmt(full.get('memory_gb'), 2))} GB</li>"
         )
+    timing = training_time_line(report)
+    if timing:
+        items.append(f"<li>{e(timing)}</li>")
     return f"<section><h2>Costs</h2><ul>{''.join(items)}</ul></section>" if items else ""
 
 

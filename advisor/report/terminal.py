@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .files import NAMES, fmt, fmt_sig, fmt_usd
+from .files import NAMES, fmt, fmt_sig, fmt_usd, training_time_line
 
 STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
 
@@ -117,6 +117,9 @@ def render(report: dict, console: Console | None = None) -> None:
             f"{fmt_usd(full.get('setup_usd'))}, ~{fmt(full.get('memory_gb'), 2)} GB "
             f"on {report['costs']['hardware']['name']}"
         )
+    timing = training_time_line(report)
+    if timing:
+        console.print(timing, markup=False, highlight=False)
     console.print(recommendation_panel(report))
 
 
