@@ -372,7 +372,8 @@ def estimate_pipeline_cost(
                         f"measured MFU {out['measured_mfu']:.2f} > 1: {mdev.name}'s peak FLOP/s "
                         "(or the token count) is understated; calibrate the hardware entry"
                     )
-            if measured_load_per_core is not None and measured_load_per_core > CONTENDED_LOAD_PER_CORE:
+            # host load slows a CPU run, not a GPU's kernels
+            if mdev.name == "CPU" and (measured_load_per_core or 0) > CONTENDED_LOAD_PER_CORE:
                 assumptions.append(
                     f"training: measured while the machine ran {measured_load_per_core:.1f}x as many "
                     "runnable processes as it has cores; the measured time is inflated by that contention"

@@ -367,7 +367,7 @@ class Assessment:
             elif name == "finetune":
                 kw.update(train_tokens=u.get("train_tokens_total", 0), trainable_params=u.get("trainable_params", 0),
                           measured_train_seconds=u.get("train_seconds"), measured_device=u.get("device_hardware"),
-                          measured_load_per_core=u.get("cpu_load_per_core") if u.get("device_hardware") == "CPU" else None,
+                          measured_load_per_core=u.get("cpu_load_per_core"),
                           train_seq_len=u.get("train_seq_len"), train_batch=spec.finetune.batch_size)
             out[name] = cost.estimate_pipeline_cost(**kw)
         full = None

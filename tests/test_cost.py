@@ -238,6 +238,8 @@ def test_cpu_training_time_measured_on_a_busy_machine_is_flagged():
     assert not any("contention" in a for a in quiet["assumptions"])
     assert any("4.2x as many runnable processes" in a for a in busy["assumptions"])
     assert busy["estimate_error_pct"] == quiet["estimate_error_pct"]  # flagged, not "corrected"
+    gpu = estimate_pipeline_cost(measured_load_per_core=4.2, **{**kw, "measured_device": "H100"})
+    assert not any("contention" in a for a in gpu["assumptions"])  # a busy host does not slow GPU kernels
 
 
 def test_finetune_measured_on_an_unknown_device_is_reported_not_compared():
