@@ -252,10 +252,11 @@ def decide(inp: DecisionInput) -> Decision:
     # Every pair of scored pipelines, cheaper first: "does the fine-tune beat prompting?" is
     # asked even when neither is the reference (at most 6 pairs).
     ref = best
-    decisive = set(comps) | {k for k in ((a.name, b.name) for i, a in enumerate(ok) for b in ok[i + 1:])
-                             if ref is not None and ref.name in k}
+    decisive = set(comps)  # pairs the rules above tested, plus every pair with the reference
     for i, a in enumerate(ok):
         for b in ok[i + 1:]:
+            if ref in (a, b):
+                decisive.add((a.name, b.name))
             if (a.name, b.name) not in comps:
                 record(_compare(a, b))
     mdd = mdd_for(ref.per_example) if ref is not None and ref.per_example else None
@@ -283,11 +284,9 @@ def decide(inp: DecisionInput) -> Decision:
     # A fine-tune that is not recommended may still clearly beat the cheaper LLM pipelines:
     # that is the question the team asked, so say it beside the reason it was not chosen.
     if _usable(ft) and choice != "finetune":
-        wins = []
-        for o in ok:
-            c = comps.get((o.name, "finetune"))
-            if o.name in ("prompting", "rag") and c is not None and c.significant and (c.diff > 0) == hib:
-                wins.append(f"{o.name} ({c.diff:+.3f}, p={c.p_value:.3g})")
+        beaten = [(n, comps.get((n, "finetune"))) for n in ("prompting", "rag")]
+        wins = [f"{n} ({c.diff:+.3f}, p={c.p_value:.3g})" for n, c in beaten
+                if c is not None and c.significant and (c.diff > 0) == hib]
         if wins:
             reasons.append(f"finetune is significantly better than {' and '.join(wins)}, but is not recommended "
                            "for the reasons above")

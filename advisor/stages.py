@@ -64,8 +64,7 @@ def _pipeline_imports(path: Path) -> set[str]:
                 parts = node.module.split(".")
                 found.update([parts[1]] if len(parts) > 1 else [a.name for a in node.names])
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names
-                         if a.name.startswith(_PIPELINES + ".") and a.name.count(".") >= 1)
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith(_PIPELINES + "."))
     return found
 
 

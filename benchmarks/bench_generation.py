@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from .common import comparison, data_dir, llm, read_jsonl
+from .common import comparison, data_dir, llm, read_jsonl, timer
 
 SYSTEM = "Route the customer message of a bank to one intent. Name the intent in a few words."
 TARGET = 4.0
@@ -64,14 +64,12 @@ def run(quick: bool) -> dict:
     ref_s, ref_cpu = time.perf_counter() - t0, time.process_time() - c0
 
     fewshot = fewshot_prompts(n)
-    t0 = time.perf_counter()
-    cached = gen.generate(fewshot, max_new)
-    cached_s = time.perf_counter() - t0
+    with timer() as cached_t:
+        cached = gen.generate(fewshot, max_new)
     plain_gen = Generator(m)
     plain_gen.MIN_SHARED_PREFIX = 10**9  # the cache off, everything else the same
-    t0 = time.perf_counter()
-    plain = plain_gen.generate(fewshot, max_new)
-    plain_s = time.perf_counter() - t0
+    with timer() as plain_t:
+        plain = plain_gen.generate(fewshot, max_new)
     same_fewshot = sum(a.text == b.text for a, b in zip(cached, plain))
     shared = gen._shared_prefix(gen.encode(fewshot))
 
@@ -92,7 +90,7 @@ def run(quick: bool) -> dict:
                 same, n, "prompts", 1.0, what="outputs identical to the reference (count of prompts)",
             ),
             "fewshot_prefix_cache_prompts_per_s": comparison(
-                n / cached_s, n / plain_s, "prompts/s", PREFIX_TARGET,
+                n / cached_t["seconds"], n / plain_t["seconds"], "prompts/s", PREFIX_TARGET,
                 what=f"4-shot generation, {n} banking77 prompts sharing a {shared}-token prefix",
                 reference_name="the same Generator with the shared-prefix cache off",
             ),

@@ -115,11 +115,11 @@ class Generator:
         # Few-shot demos and instructions are the same tokens in every prompt: their KV cache is
         # computed once and shared by every batch instead of once per prompt.
         prefix = self._shared_prefix(encoded)
-        prefix_cache = self._prefix_cache(encoded[0][:prefix]) if prefix else None
+        prefix_ids = encoded[0][:prefix]
+        prefix_cache = self._prefix_cache(prefix_ids) if prefix else None
         for batch in length_batches([len(e) + max_new_tokens for e in encoded], self.batch_size, budget):
             if prefix:
-                ids, mask, cache = self._prefixed_batch(prefix_cache, encoded[0][:prefix],
-                                                        [encoded[i][prefix:] for i in batch])
+                ids, mask, cache = self._prefixed_batch(prefix_cache, prefix_ids, [encoded[i][prefix:] for i in batch])
             else:
                 (ids, mask), cache = self._pad([encoded[i] for i in batch]), None
             with torch.inference_mode():
