@@ -124,8 +124,10 @@ class StageStore:
             stored = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if stored.get("key") != key:
+        if not isinstance(stored, dict) or stored.get("key") != key or not isinstance(stored.get("result"), dict):
             return None
+        if stored["result"].get("status") == "failed":
+            return None  # a failure is a fault of that run (read-only home, broken store), never a result
         return stored
 
     def get(self, name: str, key: str) -> dict | None:
@@ -152,6 +154,10 @@ class StageStore:
                 shutil.copy2(src, dst)
 
     def put(self, name: str, key: str, result: dict, artifacts: list[str] = ()) -> None:
+        if result.get("status") == "failed":
+            # not stored: a rerun after the cause is fixed must compute it, not replay the failure
+            self.status[name] = "computed"
+            return
         # stage files hold predictions with their inputs: redact them like every report file
         record = {"key": key, "result": result, "artifacts": list(artifacts)}
         atomic_write_text(self.dir / f"{name}.json", redact(json.dumps(record, indent=2, ensure_ascii=False, default=str)) + "\n")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
 from contextlib import contextmanager
@@ -141,7 +142,31 @@ def chroma_client(chroma_url: str | None, home: Path):
                                    settings=settings)
     path = Path(home) / "chroma"
     path.mkdir(parents=True, exist_ok=True)
+    try:
+        client = chromadb.PersistentClient(path=str(path), settings=settings)
+        client.list_collections()  # reads the store's catalogue: a damaged file fails here
+        return client
+    except Exception as e:
+        if not _is_corrupt(e):
+            raise
+    # The store is a cache (every collection is rebuilt from the corpus on a miss): a damaged
+    # one is moved aside and rebuilt, never reported as a failed pipeline run after run.
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()  # chromadb keeps one (broken) system per path
+    aside = path.with_name(f"chroma.corrupt-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    os.replace(path, aside)
+    shutil.rmtree(aside, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+_CORRUPT = ("malformed", "not a database", "file is encrypted", "database disk image", "no such table")
+
+
+def _is_corrupt(err: Exception) -> bool:
+    """A damaged Chroma store (SQLite says so), as opposed to a permission or disk problem."""
+    return any(s in str(err).lower() for s in _CORRUPT)
 
 
 @dataclass
