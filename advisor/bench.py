@@ -20,8 +20,8 @@ its dependencies. `reuse=True` (per task: `fresh: false`) resumes from cached st
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -154,7 +154,6 @@ def _prepare(suite: Suite, runs_root: Path, reuse: bool) -> list[Prepared]:
     from . import spec as spec_mod
     from .engine import Assessment
 
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out: list[Prepared] = []
     names: dict[str, str] = {}
     for t in suite.tasks:
@@ -168,14 +167,17 @@ def _prepare(suite: Suite, runs_root: Path, reuse: bool) -> list[Prepared]:
         names[spec.name] = t.entry
         if t.limit:
             spec.data.eval_limit = t.limit
-        out_dir = runs_root / f"{spec.name}-{stamp}"
         fresh = (not reuse) if t.fresh is None else t.fresh
-        a = Assessment(spec, out_dir, finetune_mode=t.finetune, fresh=fresh, runs_root=runs_root)
+        # out_dir None: validate() makes a unique runs/<task>-<time> folder (two benches started in
+        # the same second never share one)
+        a = Assessment(spec, None, finetune_mode=t.finetune, fresh=fresh, runs_root=runs_root)
         try:
             a.validate()
         except AdvisorError as e:
+            for p in out:  # the folders made for the tasks before this one: still empty, not runs
+                shutil.rmtree(p.out_dir, ignore_errors=True)
             raise AdvisorError(f"{t.entry}: {e}", where=str(suite.path)) from None
-        out.append(Prepared(t, spec, out_dir, a))
+        out.append(Prepared(t, spec, a.out_dir, a))
     return out
 
 

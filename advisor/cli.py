@@ -124,7 +124,7 @@ def assess(
 ) -> None:
     """Run baseline, prompting, RAG and (when needed) LoRA on TASK; write and print the report."""
     from . import spec as spec_mod
-    from .engine import Assessment, default_out_dir
+    from .engine import Assessment
 
     if finetune is not None and finetune not in ("auto", "always", "never"):
         _fail(AdvisorError(f"'{finetune}' is not a mode", where="--finetune", fix="use auto, always or never"))
@@ -133,10 +133,10 @@ def assess(
         spec = spec_mod.load(task)
         if limit:
             spec.data.eval_limit = limit
-        runs_root = Path("runs")
-        out_dir = out or default_out_dir(spec, runs_root)
-        a = Assessment(spec, out_dir, finetune_mode=finetune, fresh=fresh, runs_root=out_dir.parent)
+        # without --out: a new, unique runs/<task>-<time> folder, made only once the input is valid
+        a = Assessment(spec, out, finetune_mode=finetune, fresh=fresh, runs_root=out.parent if out else Path("runs"))
         a.validate()
+        out_dir = a.out_dir
     except AdvisorError as e:
         _fail(e)
     with _signals(), _RichProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json) as bar:

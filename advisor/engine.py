@@ -23,7 +23,7 @@ from .data import MIN_TRAIN_FOR_FINETUNE, Example, TaskData, load_task_data
 from .environment import environment, redact
 from .errors import AdvisorError, Interrupted
 from .spec import TaskSpec
-from .stages import StageStore, atomic_write_json, atomic_write_text, previous_runs, stage_key
+from .stages import RUN_MARKER, StageStore, atomic_write_json, atomic_write_text, previous_runs, run_task, stage_key
 
 SCHEMA_VERSION = 1
 PIPELINES = {
@@ -46,9 +46,51 @@ def load_pipeline(name: str, **kwargs: Any):
     return getattr(importlib.import_module(module), cls)(**kwargs)
 
 
-def default_out_dir(spec: TaskSpec, runs_root: Path) -> Path:
+def default_out_dir(task_name: str, runs_root: Path) -> Path:
+    """runs/<task>-<time>, created atomically and unique: two runs started in the same second get
+    -2, -3, ... (mkdir fails on an existing name, so two processes can never share a folder)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return runs_root / f"{spec.name}-{stamp}"
+    runs_root.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 10_000):
+        path = runs_root / (f"{task_name}-{stamp}" + ("" if i == 1 else f"-{i}"))
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise AdvisorError("no free run-folder name", where=str(runs_root), fix="clean up old runs or pass --out")
+
+
+def check_out_dir(out_dir: Path, task_name: str) -> None:
+    """`--out` writes only into a new or empty folder, or a run folder of the same task (its marker
+    says so): anything else may be someone's files, and is refused before any work."""
+    try:
+        entries = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    except OSError:
+        return  # unreadable: ensure_writable names the problem
+    if not entries:
+        return
+    owner = run_task(out_dir)
+    if owner == task_name:
+        return
+    shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+    why = (f"is a run folder of another task ('{owner[:80]}')" if owner is not None
+           else f"is not empty and not an advisor run folder (holds {shown})")
+    raise AdvisorError(why, where=str(out_dir), fix="choose a new or empty folder for --out")
+
+
+def claim_run_dir(out_dir: Path | None, task_name: str, runs_root: Path) -> Path:
+    """The run folder, created (unique when no --out is given) and marked with the task's name."""
+    if out_dir is None:
+        ensure_writable(runs_root)
+        out_dir = default_out_dir(task_name, runs_root)
+    else:
+        check_out_dir(out_dir, task_name)
+        ensure_writable(out_dir)
+    if run_task(out_dir) is None:
+        atomic_write_json(out_dir / RUN_MARKER, {"task": task_name, "advisor": __version__,
+                                                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return out_dir
 
 
 MIN_FREE_BYTES = 50_000_000  # reports, predictions and a LoRA adapter of a small model fit easily
@@ -87,7 +129,7 @@ def ensure_writable(out_dir: Path) -> None:
 @dataclass
 class Assessment:
     spec: TaskSpec
-    out_dir: Path
+    out_dir: Path | None  # None: a new runs/<task>-<time> folder under runs_root, made by validate()
     finetune_mode: str | None = None  # CLI override of spec.finetune.mode
     fresh: bool = False
     progress: Progress = _no_progress
@@ -109,7 +151,7 @@ class Assessment:
             models.check_available(name, "llm")
         if self._needs_embedder():
             models.check_available(self.spec.models.embedding, "embedding")
-        ensure_writable(self.out_dir)
+        self.out_dir = claim_run_dir(self.out_dir, self.spec.name, self.runs_root or Path("runs"))
 
     def _needs_embedder(self) -> bool:
         d = self.data
@@ -444,4 +486,19 @@ class Assessment:
             if r.get("predictions"):
                 lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in r["predictions"])
                 atomic_write_text(self.out_dir / "predictions" / f"{name}.jsonl", redact(lines))
+        self._remove_stale_outputs()
         files.write_all(report, self.out_dir)
+
+    def _remove_stale_outputs(self) -> None:
+        """A reused run folder keeps no output of an earlier run that this run did not produce
+        (predictions, failure logs, an adapter): beside the new report they would read as its own.
+        stages/ stays: it is the keyed cache resume relies on, never shown as a result."""
+        for name in ORDER:
+            r = self.results.get(name, {})
+            if not r.get("predictions"):
+                (self.out_dir / "predictions" / f"{name}.jsonl").unlink(missing_ok=True)
+            if r.get("status") != "failed":
+                (self.out_dir / "logs" / f"{name}.log").unlink(missing_ok=True)
+        if self.results.get("finetune", {}).get("status") != "ok" and (self.out_dir / "adapter").exists():
+            shutil.rmtree(self.out_dir / "adapter", ignore_errors=True)
+            (self.out_dir / "stages" / "finetune.json").unlink(missing_ok=True)  # its artifact is gone

@@ -164,9 +164,23 @@ class StageStore:
         self.status[name] = "computed"
 
 
+RUN_MARKER = ".advisor-run.json"  # written by engine.claim_run_dir: {"task": name, ...}
+
+
+def run_task(folder: Path) -> str | None:
+    """The task a run folder belongs to, from its marker (None: no marker, e.g. an older run)."""
+    try:
+        marker = json.loads((folder / RUN_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(marker.get("task")) if isinstance(marker, dict) else None
+
+
 def previous_runs(runs_root: Path, task_name: str, limit: int = 5) -> list[Path]:
-    """Latest run folders of a task (newest first), for stage reuse."""
+    """Latest run folders of a task (newest first), for stage reuse. A marked folder of another
+    task is never searched, even when its name starts alike ('tiny-...' vs 'tiny-cls-...')."""
     if not runs_root.is_dir():
         return []
-    found = [p for p in runs_root.glob(f"{task_name}-*") if (p / "stages").is_dir()]
+    found = [p for p in runs_root.glob(f"{task_name}-*")
+             if (p / "stages").is_dir() and run_task(p) in (None, task_name)]
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:limit]

@@ -63,3 +63,84 @@ def test_a_corrupted_chroma_store_is_rebuilt_not_a_failure(tmp_path):
     col.add(ids=["b"], embeddings=[[0.3, 0.4]], documents=["e"])
     assert col.count() == 1
     assert [p.name for p in tmp_path.iterdir()] == ["chroma"]  # nothing left beside it
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. --out writes only into an empty folder or a run folder of the same task; 7. unique names
+
+
+def _tiny(tmp_path: Path) -> None:
+    (tmp_path / "task.yaml").write_text(TINY_TASK)
+    (tmp_path / "eval.jsonl").write_text(jsonl(ROWS))
+
+
+def test_out_refuses_someone_elses_folder_and_another_tasks_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _tiny(tmp_path)
+    theirs = tmp_path / "theirs"
+    (theirs / "predictions").mkdir(parents=True)
+    (theirs / "report.json").write_text('{"mine": true}')
+    result = CliRunner().invoke(app, ["assess", "task.yaml", "--out", "theirs"])
+    assert result.exit_code == 2
+    assert result.stderr == ("error: theirs: is not empty and not an advisor run folder (holds predictions, "
+                             "report.json); choose a new or empty folder for --out.\n")
+    assert sorted(p.name for p in theirs.iterdir()) == ["predictions", "report.json"]
+    assert (theirs / "report.json").read_text() == '{"mine": true}'
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".advisor-run.json").write_text('{"task": "sentiment"}')
+    result = CliRunner().invoke(app, ["assess", "task.yaml", "--out", "other"])
+    assert result.exit_code == 2
+    assert result.stderr == ("error: other: is a run folder of another task ('sentiment'); choose a new or empty "
+                             "folder for --out.\n")
+
+
+def test_out_accepts_an_empty_folder_and_its_own_runs_and_marks_them(tmp_path):
+    from advisor.engine import claim_run_dir
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert claim_run_dir(empty, "tiny", tmp_path) == empty
+    assert json.loads((empty / ".advisor-run.json").read_text())["task"] == "tiny"
+    (empty / "report.json").write_text("{}")
+    assert claim_run_dir(empty, "tiny", tmp_path) == empty  # same task: resume / rerun there
+    with pytest.raises(AdvisorError, match="another task"):
+        claim_run_dir(empty, "tiny-cls", tmp_path)
+
+
+def test_a_reused_run_folder_keeps_no_output_of_the_earlier_run(tmp_path):
+    from advisor import spec
+    from advisor.engine import Assessment
+
+    run = tmp_path / "run"
+    for rel in ("predictions/finetune.jsonl", "predictions/rag.jsonl", "logs/rag.log", "adapter/adapter.bin",
+                "stages/finetune.json", "stages/prompting.json"):
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text("old")
+    a = Assessment(spec.load(FIXTURE / "task.yaml"), run)
+    a.results = {"baseline": {"status": "ok", "predictions": [{"id": 1}]}, "prompting": {"status": "ok"},
+                 "rag": {"status": "ok", "predictions": [{"id": 1}]}, "finetune": {"status": "skipped"}}
+    (run / "predictions" / "baseline.jsonl").write_text("new")
+    a._remove_stale_outputs()
+    left = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
+    assert left == ["predictions/baseline.jsonl", "predictions/rag.jsonl", "stages/prompting.json"]
+
+
+def test_run_folder_names_are_unique_within_one_second(tmp_path):
+    """Before: runs/<task>-<YYYYmmdd-HHMMSS> only, so two runs started in the same second shared it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from advisor.engine import default_out_dir
+
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda _: default_out_dir("tiny", tmp_path / "runs"), range(8)))
+    assert len(set(made)) == 8 and all(p.is_dir() for p in made)
+    assert len({p.name[: len("tiny-") + 15] for p in made}) <= 2  # the same stamp, suffixed -2, -3, ...
+
+
+def test_previous_runs_skip_another_tasks_folder_with_a_like_name(tmp_path):
+    runs = tmp_path / "runs"
+    for name, task in (("tiny-20260101-000000", "tiny"), ("tiny-cls-20260101-000000", "tiny-cls")):
+        (runs / name / "stages").mkdir(parents=True)
+        (runs / name / ".advisor-run.json").write_text(json.dumps({"task": task}))
+    assert [p.name for p in previous_runs(runs, "tiny")] == ["tiny-20260101-000000"]
