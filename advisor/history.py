@@ -15,8 +15,10 @@ compared item by item.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -67,57 +69,117 @@ def _retry_locked(fn: Callable[[], Any], seconds: float = BUSY_TIMEOUT_MS / 1000
             time.sleep(0.05)
 
 
-def _claim(conn: sqlite3.Connection, path: Path) -> bool:
-    """Refuse a file that is not an advisor history; mark a new one. Returns whether it is new."""
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    tables.discard("sqlite_sequence")
-    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
-        shown = ", ".join(sorted(tables)[:5]) or "no tables"
+def _header(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(100)  # the SQLite file header: magic, ..., user_version @60, application_id @68
+    except OSError as e:
+        raise AdvisorError(f"cannot read ({e.strerror})", where=str(path)) from None
+
+
+def _tables(path: Path) -> list[str]:
+    """Table names of a SQLite file, read through a read-only connection (nothing is changed)."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
+
+
+def _check_owner(path: Path) -> None:
+    """Refuse anything but an advisor history from its header bytes alone, before any connection
+    or pragma could change it (a journal-mode switch rewrites the header of someone's database)."""
+    head = _header(path)
+    if not head:
+        raise _not_advisor(path, "an empty file")
+    if head[: len(SQLITE_HEADER)] != SQLITE_HEADER:
+        raise _not_advisor(path, "not a SQLite file")
+    app_id = int.from_bytes(head[68:72], "big") if len(head) >= 72 else 0
+    if app_id != APPLICATION_ID:
+        tables = [t for t in _tables(path) if t != "sqlite_sequence"]
+        shown = ", ".join(tables[:5]) or "no tables"
         raise _not_advisor(path, f"a different SQLite database: {shown}")
-    if app_id == 0:
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    elif "schema_migrations" not in tables:
-        raise _not_advisor(path, "its migrations table is missing")
-    return app_id == 0
 
 
-def _claim_and_migrate(conn: sqlite3.Connection, path: Path, upto: int) -> None:
-    # one transaction: two processes creating the same file cannot both claim and migrate it
+def _create(path: Path, upto: int) -> None:
+    """Make a new history beside `path`, migrated and marked, then link it into place: a file at
+    `path` is therefore always complete, and two processes creating it at once end with one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            with transaction(conn):
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                migrations.migrate(conn, path, upto, new=True)
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+    except (OSError, sqlite3.Error) as e:
+        raise AdvisorError(f"cannot create ({e})", where=str(path), fix="check the path and its permissions") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, upto: int) -> None:
     with transaction(conn):
-        migrations.migrate(conn, path, upto, new=_claim(conn, path))
+        if "schema_migrations" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}:
+            raise _not_advisor(path, "its migrations table is missing")
+        migrations.migrate(conn, path, upto, new=False)
 
 
-def connect(path: str | Path, *, upto: int = migrations.SCHEMA_VERSION) -> sqlite3.Connection:
+def connect(path: str | Path, *, upto: int = migrations.SCHEMA_VERSION, readonly: bool = False) -> sqlite3.Connection:
     """Open (creating if needed) a history database, migrated to the current schema.
 
-    `upto` stops migrating at an older version (tests use it to build old databases).
-    Anything that is not an advisor history database raises AdvisorError with one line.
+    `readonly` (the `history` command): the file is opened read-only and never created,
+    migrated or switched to WAL. `upto` stops migrating at an older version (tests use it to
+    build old databases). Anything that is not an advisor history database — someone else's
+    SQLite file, a 0-byte file — raises AdvisorError with one line and is left untouched.
     """
     path = Path(path)
     if path.is_dir():
         raise AdvisorError("is a folder", where=str(path), fix="name a .sqlite file")
-    if path.exists() and path.stat().st_size > 0:
+    if not path.exists():
+        if readonly:
+            raise AdvisorError("no such history file", where=str(path), fix="run `advisor bench --history` first")
         try:
-            with open(path, "rb") as f:
-                head = f.read(len(SQLITE_HEADER))
+            path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise AdvisorError(f"cannot read ({e.strerror})", where=str(path)) from None
-        if head != SQLITE_HEADER:
-            raise _not_advisor(path, "not a SQLite file")
+            raise AdvisorError(f"cannot create ({e.strerror})", where=str(path)) from None
+        _create(path, upto)
+    _check_owner(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        if readonly:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None)
+        else:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     except (OSError, sqlite3.Error) as e:
         raise AdvisorError(f"cannot open ({e})", where=str(path), fix="check the path and its permissions") from None
     try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # this connection only
+        if readonly:
+            version = migrations.applied_migrations(conn)
+            newest = max(version, default=0)
+            if newest != migrations.SCHEMA_VERSION:
+                newer = newest > migrations.SCHEMA_VERSION
+                raise AdvisorError(
+                    f"written by {'a newer' if newer else 'an older'} advisor (schema v{newest}, this one knows "
+                    f"v{migrations.SCHEMA_VERSION})", where=str(path),
+                    fix="upgrade advisor" if newer else "run `advisor bench --history` with it once to upgrade it",
+                )
+            return conn
         conn.execute("PRAGMA foreign_keys = ON")
         mode = _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
         if str(mode).lower() != "wal":  # pragma: no cover - e.g. a read-only medium
             raise AdvisorError(f"cannot switch to WAL mode (got {mode})", where=str(path))
         conn.execute("PRAGMA synchronous = NORMAL")
-        _retry_locked(lambda: _claim_and_migrate(conn, path, upto))
+        _retry_locked(lambda: _migrate(conn, path, upto))
     except sqlite3.DatabaseError as e:
         conn.close()
         if "not a database" in str(e) or "malformed" in str(e):
@@ -130,11 +192,11 @@ def connect(path: str | Path, *, upto: int = migrations.SCHEMA_VERSION) -> sqlit
 
 
 @contextmanager
-def opened(db: str | Path | sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def opened(db: str | Path | sqlite3.Connection, *, readonly: bool = False) -> Iterator[sqlite3.Connection]:
     if isinstance(db, sqlite3.Connection):
         yield db
         return
-    conn = connect(db)
+    conn = connect(db, readonly=readonly)
     try:
         yield conn
     finally:
@@ -260,7 +322,7 @@ def _insert_task(conn: sqlite3.Connection, run_id: int, report: dict, run_dir, c
 
 def runs(db: str | Path | sqlite3.Connection, limit: int | None = None) -> list[dict]:
     """Bench runs, oldest first (the last `limit` of them)."""
-    with opened(db) as conn:
+    with opened(db, readonly=True) as conn:
         rows = conn.execute(
             "SELECT id, created, suite, git_commit, device, advisor_version FROM bench_runs ORDER BY id DESC"
             + (" LIMIT ?" if limit else ""), (limit,) if limit else (),
@@ -317,13 +379,13 @@ def task_runs(conn: sqlite3.Connection, where: str, args: tuple, limit: int | No
 
 
 def tasks(db: str | Path | sqlite3.Connection) -> list[str]:
-    with opened(db) as conn:
+    with opened(db, readonly=True) as conn:
         return [r[0] for r in conn.execute("SELECT DISTINCT task FROM task_runs ORDER BY task")]
 
 
 def trend(db: str | Path | sqlite3.Connection, task: str | None = None, last: int = 20) -> list[dict]:
     """Per task: the last `last` runs (oldest first) with each pipeline's status and score."""
-    with opened(db) as conn:
+    with opened(db, readonly=True) as conn:
         names = [task] if task else [r[0] for r in conn.execute("SELECT DISTINCT task FROM task_runs ORDER BY task")]
         if task and not conn.execute("SELECT 1 FROM task_runs WHERE task = ? LIMIT 1", (task,)).fetchone():
             known = ", ".join(r[0] for r in conn.execute("SELECT DISTINCT task FROM task_runs ORDER BY task"))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from advisor import history, migrations
+from advisor.errors import AdvisorError
 
 
 def test_migrations_from_an_empty_database(tmp_path):
@@ -20,14 +23,17 @@ def test_migrations_from_an_empty_database(tmp_path):
                 "packages"} <= tables
     finally:
         conn.close()
-    # reopening applies nothing twice; an empty (0-byte) file is a new database too
+    # reopening applies nothing twice
     conn = history.connect(db)
     assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(migrations.MIGRATIONS)
     conn.close()
+    assert history.runs(db) == []
+    # an empty (0-byte) file is not made into one (issue 17: it may be someone's placeholder)
     empty = tmp_path / "empty.sqlite"
     empty.touch()
-    history.connect(empty).close()
-    assert history.runs(empty) == []
+    with pytest.raises(AdvisorError, match="an empty file"):
+        history.connect(empty)
+    assert empty.stat().st_size == 0
 
 
 def test_upgrade_from_v1_keeps_and_backfills_data(tmp_path):

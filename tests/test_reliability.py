@@ -144,3 +144,65 @@ def test_previous_runs_skip_another_tasks_folder_with_a_like_name(tmp_path):
         (runs / name / "stages").mkdir(parents=True)
         (runs / name / ".advisor-run.json").write_text(json.dumps({"task": task}))
     assert [p.name for p in previous_runs(runs, "tiny")] == ["tiny-20260101-000000"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. read-only commands open read-only; nothing foreign or empty becomes an advisor database
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_history_leaves_another_applications_database_byte_for_byte(tmp_path):
+    db = tmp_path / "crm.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE customers (id INTEGER)")
+    conn.commit()
+    conn.close()
+    before = _files(tmp_path)
+    res = CliRunner().invoke(app, ["history", str(db)])
+    assert res.exit_code == 2 and "a different SQLite database: customers" in res.stderr
+    assert _files(tmp_path) == before  # before: the header's journal mode was switched to WAL
+    from advisor import history
+
+    with pytest.raises(AdvisorError, match="a different SQLite database"):
+        history.connect(db)  # the writing path (bench) refuses it before any pragma too
+    assert _files(tmp_path) == before
+
+
+def test_an_empty_file_never_becomes_an_advisor_database(tmp_path):
+    from advisor import history
+
+    db = tmp_path / "empty.sqlite"
+    db.touch()
+    res = CliRunner().invoke(app, ["history", str(db)])
+    assert res.exit_code == 2
+    assert res.stderr == (f"error: {db}: not an advisor history database (an empty file); pass the .sqlite file "
+                          "that `advisor bench --history` writes, or a new path to start one.\n")
+    with pytest.raises(AdvisorError, match="an empty file"):
+        history.connect(db)
+    assert db.stat().st_size == 0 and _files(tmp_path) == {"empty.sqlite": b""}  # before: a 40 KB database
+
+
+def test_history_reads_an_advisor_database_without_writing_it(tmp_path):
+    from advisor import history
+
+    db = tmp_path / "h.sqlite"
+    report = {"task": {"name": "t1", "metric": "accuracy", "eval_ids": ["a", "b"]},
+              "pipelines": {"prompting": {"status": "ok", "score": 0.5, "per_example": [1.0, 0.0]}},
+              "recommendation": {"choice": "prompting"}, "environment": {"device": "cpu"}}
+    history.record_run(db, report)
+    history.record_run(db, report)
+    before = _files(tmp_path)
+    os.chmod(db, 0o444)  # a read-only command works on a file it may not write
+    try:
+        res = CliRunner().invoke(app, ["history", str(db)], env={"COLUMNS": "160"})
+    finally:
+        os.chmod(db, 0o644)
+    assert res.exit_code == 0, res.output
+    assert "t1 (accuracy): 2 runs" in res.output
+    after = _files(tmp_path)
+    assert after["h.sqlite"] == before["h.sqlite"]  # the database itself is untouched
+    # a reader of a WAL database keeps SQLite's own companion files (what any reader does)
+    assert set(after) - set(before) <= {"h.sqlite-wal", "h.sqlite-shm"}
