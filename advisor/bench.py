@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from . import history, regression
 from .errors import AdvisorError
@@ -80,19 +79,24 @@ def _options(suite: Path, where: str, raw: dict, allowed: tuple[str, ...]) -> di
 
 def load_suite(path: str | Path) -> Suite:
     """Parse and check a suite file; every task file must exist. Errors name the file and entry."""
+    from .spec_loading import MAX_YAML_BYTES, NotARegularFile, TooLarge, parse_yaml, read_bounded_text
+
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.exists() and not path.is_file() and not path.is_dir():
+            raise NotARegularFile(path)
+        text = read_bounded_text(path, MAX_YAML_BYTES)
     except FileNotFoundError:
         raise AdvisorError("no such suite file", where=str(path), fix="check the path (see benchmarks/suite.yaml)") from None
     except IsADirectoryError:
         raise AdvisorError("is a folder, not a suite file", where=str(path)) from None
+    except (NotARegularFile, TooLarge) as e:
+        raise AdvisorError(f"is {e.strerror}", where=str(path), fix="name a suite .yaml file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise AdvisorError(f"cannot read ({e})", where=str(path)) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise AdvisorError(f"YAML syntax error: {getattr(e, 'problem', None) or e}", where=f"{path}{pos}") from None
+    # the same safe loader as task files: no Python objects, and an alias bomb in `limit` or
+    # `tasks` is refused before anything expands it
+    raw = parse_yaml(text, str(path))
     if isinstance(raw, list):
         raw = {"tasks": raw}
     if not isinstance(raw, dict):

@@ -30,12 +30,14 @@ err_console = Console(stderr=True)
 
 
 def _fail(err: AdvisorError) -> None:
-    from .environment import redact
-
     from rich.markup import escape
 
-    # escape: a label such as '[/INST]' in a message is text, not rich markup
-    err_console.print(f"[bold red]error:[/] {escape(redact(str(err)))}", highlight=False, soft_wrap=True)
+    from .environment import redact, strip_control
+
+    # escape: a label such as '[/INST]' in a message is text, not rich markup; strip_control: an
+    # ESC sequence in a label or path must not reach the terminal
+    err_console.print(f"[bold red]error:[/] {escape(strip_control(redact(str(err))))}", highlight=False,
+                      soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -101,7 +103,9 @@ class _RichProgress:
         if self.plain and total is not None and done >= total and desc not in self.finished:
             self.finished.add(desc)
             secs = time.monotonic() - self.started[desc]
-            self.console.print(f"{desc}: {done}/{total} in {secs:.1f} s", markup=False, highlight=False)
+            from .environment import strip_control
+
+            self.console.print(strip_control(f"{desc}: {done}/{total} in {secs:.1f} s"), markup=False, highlight=False)
 
     def __enter__(self):
         self.progress.__enter__()
@@ -295,6 +299,9 @@ def _print_comparison(result: dict, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from .environment import shown
+
+    result = shown(result)  # task names and reasons come from files: no secrets, no terminal escapes
     cmp = result["comparison"]
     if not console.is_terminal:  # nightly logs: wide enough for the whole table
         console.width = max(console.width, 150)
@@ -375,12 +382,13 @@ def history_cmd(
     from rich.table import Table
 
     from . import history as hist
+    from .environment import shown
     from .report.terminal import sparkline
 
     try:
         if not db.exists():
             raise AdvisorError("no such history file", where=str(db), fix="run `advisor bench --history` first")
-        trends = hist.trend(db, task=task, last=last)
+        trends = shown(hist.trend(db, task=task, last=last))
     except AdvisorError as e:
         _fail(e)
     console = Console()

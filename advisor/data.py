@@ -7,17 +7,22 @@ a pipeline is how a tool silently scores the wrong column. Hashes are of the *pa
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import io
 import json
+import math
+import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import AdvisorError
 from .spec import TaskSpec
+from .spec_loading import NotARegularFile, TooLarge, read_bounded_text
 
 MIN_TRAIN_FOR_FINETUNE = 16
 CORPUS_SUFFIXES = (".md", ".txt", ".markdown", ".rst")
@@ -59,7 +64,9 @@ class TaskData:
     labels: list[str] | None
     corpus: list[Document] | None
     corpus_hash: str | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # warnings every report format shows
+    corpus_skipped: list[tuple[str, str]] = field(default_factory=list)  # (document, why)
+    leakage: "Leakage | None" = None
 
     @property
     def hashes(self) -> dict[str, str | None]:
@@ -93,10 +100,29 @@ def _field_of(what: str) -> str:
     return {"eval": "data.eval", "train": "data.train", "corpus": "data.corpus", "labels": "labels"}.get(what, what)
 
 
+# Bounds on what is read: a data file is read whole, so a device (/dev/zero), a pipe or a
+# runaway file must be refused, not read until memory runs out; one item longer than any
+# context a model here could take (a 50 MB line) would otherwise reach a tokenizer and abort.
+MAX_DATA_BYTES = 512_000_000
+MAX_INPUT_CHARS = 200_000  # ~50k tokens: beyond the context of every model advisor runs on CPU
+
+
 def _read_text(path: Path, what: str, task: str = "the task file") -> str:
     try:
+        # opening a FIFO would block before fstat could refuse it
+        if path.exists() and not path.is_file() and not path.is_dir():
+            raise NotARegularFile(path)
         # utf-8-sig: a byte-order mark (Excel's CSVs) would otherwise become part of the first column name
-        return path.read_text(encoding="utf-8-sig")
+        return read_bounded_text(path, MAX_DATA_BYTES, encoding="utf-8-sig")
+    except NotARegularFile as e:
+        raise AdvisorError(
+            f"is {e.strerror}", where=f"{path} ({what})", fix=f"name a file in {_field_of(what)} in {task}"
+        ) from None
+    except TooLarge as e:
+        raise AdvisorError(
+            f"is {e.strerror} (advisor reads data files whole)", where=f"{path} ({what})",
+            fix="use a sample of it (advisor's statistics need hundreds of items, not millions)",
+        ) from None
     except FileNotFoundError:
         raise AdvisorError(
             "no such file", where=f"{path} ({what})", fix=f"check {_field_of(what)} in {task}"
@@ -204,6 +230,11 @@ def load_examples(path: Path, spec: TaskSpec, what: str, limit: int | None = Non
             raise AdvisorError(
                 f"field '{f.input}' is empty or not text", where=f"{path}:{line} ({what})", fix="fill it in or drop the row"
             )
+        if len(text) > MAX_INPUT_CHARS:
+            raise AdvisorError(
+                f"field '{f.input}' is {len(text):,} characters; items over {MAX_INPUT_CHARS:,} (far beyond a small "
+                "model's context) are refused", where=f"{path}:{line} ({what})", fix="shorten the item or drop the row",
+            )
         answers = _as_answers(row[f.expected])
         if not answers:
             raise AdvisorError(
@@ -230,8 +261,11 @@ def load_examples(path: Path, spec: TaskSpec, what: str, limit: int | None = Non
             break
     if not examples:
         raise AdvisorError("has no examples", where=f"{path} ({what})", fix=f"add rows or point {_field_of(what)} at another file")
-    digest = content_hash([[e.id, e.input, list(e.expected), e.context_id] for e in examples])
-    return Dataset(examples, path, digest)
+    return Dataset(examples, path, _examples_hash(examples))
+
+
+def _examples_hash(examples: list[Example]) -> str:
+    return content_hash([[e.id, e.input, list(e.expected), e.context_id] for e in examples])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,12 +321,40 @@ def check_labels(ds: Dataset, labels: list[str], what: str) -> None:
 # corpus
 
 
-def load_corpus(paths: list[Path], task: str = "the task file") -> list[Document]:
-    """JSONL files (id, title, text), single .md/.txt files and/or folders of them (recursive)."""
+def _document_text(path: Path) -> tuple[str | None, str | None]:
+    """(text, None) for a readable UTF-8 text document, else (None, why it is skipped)."""
+    try:
+        data = path.read_bytes() if path.stat().st_size <= MAX_DATA_BYTES else None
+    except OSError as e:
+        return None, f"cannot read ({e.strerror})"
+    if data is None:
+        return None, f"larger than {MAX_DATA_BYTES / 1e6:g} MB"
+    if b"\x00" in data:
+        return None, "binary (NUL bytes), not text"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        return None, f"not UTF-8 text (invalid byte at offset {e.start})"
+    if not text.strip():
+        return None, "empty"
+    return text.strip(), None
+
+
+def load_corpus(paths: list[Path], task: str = "the task file",
+                skipped: list[tuple[str, str]] | None = None) -> list[Document]:
+    """JSONL files (id, title, text), single .md/.txt files and/or folders of them (recursive).
+
+    In a folder, a document that cannot be used (not UTF-8, binary, empty, unreadable) is skipped
+    and appended to `skipped` as (path, reason), for the report to say so; a file named on its
+    own must be usable."""
     docs: list[Document] = []
     for p in paths:
         if p.is_file() and p.suffix.lower() in CORPUS_SUFFIXES:
-            text = _read_text(p, "corpus", task).strip()
+            text = _read_text(p, "corpus", task)
+            if "\x00" in text:
+                raise AdvisorError("is binary (NUL bytes), not text", where=f"{p} (data.corpus)",
+                                   fix="name UTF-8 .md/.txt documents in data.corpus")
+            text = text.strip()
             if not text:
                 raise AdvisorError("is empty", where=f"{p} (data.corpus)", fix="add text or remove it from data.corpus")
             docs.append(Document(p.name, p.stem.replace("_", " "), text))
@@ -300,14 +362,14 @@ def load_corpus(paths: list[Path], task: str = "the task file") -> list[Document
             files = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in CORPUS_SUFFIXES)
             found = 0
             for q in files:
-                try:
-                    text = q.read_text(encoding="utf-8")
-                except (UnicodeDecodeError, OSError):
+                text, why = _document_text(q)
+                rel = q.relative_to(p).as_posix()
+                if text is None:
+                    if skipped is not None:
+                        skipped.append((f"{p.name}/{rel}", why))
                     continue
-                if text.strip():
-                    rel = q.relative_to(p).as_posix()
-                    docs.append(Document(rel, q.stem.replace("_", " "), text.strip()))
-                    found += 1
+                docs.append(Document(rel, q.stem.replace("_", " "), text))
+                found += 1
             if not found:
                 raise AdvisorError(
                     "has no readable .md or .txt documents",
@@ -335,6 +397,136 @@ def load_corpus(paths: list[Path], task: str = "the task file") -> list[Document
 
 
 # ---------------------------------------------------------------------------------------------
+# leakage: eval items that the pipelines can see before they are scored
+
+NEAR_DUPLICATE_JACCARD = 0.8  # word-set overlap above which two texts are one item reworded
+MIN_CORPUS_MATCH_WORDS = 8  # shorter inputs ("yes", a label) occur in any corpus by chance
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class Leakage:
+    """Eval items that also occur in the train set (exact after case/space/punctuation
+    normalisation, or near-duplicates by word overlap) or verbatim in the RAG corpus."""
+
+    exact: list[tuple[str, str]] = field(default_factory=list)  # (eval id, train id)
+    near: list[tuple[str, str]] = field(default_factory=list)
+    in_corpus: list[tuple[str, str]] = field(default_factory=list)  # (eval id, document id)
+    dropped_train: int = 0
+
+    def to_dict(self) -> dict:
+        return {"exact": len(self.exact), "near_duplicate": len(self.near), "in_corpus": len(self.in_corpus),
+                "dropped_train": self.dropped_train, "near_duplicate_jaccard": NEAR_DUPLICATE_JACCARD,
+                "examples": [list(p) for p in (self.exact + self.near + self.in_corpus)[:5]]}
+
+    def notes(self) -> list[str]:
+        out = []
+        n_train = len({e for e, _ in self.exact + self.near})
+        if n_train:
+            what = (f"{len({e for e, _ in self.exact})} exact, {len({e for e, _ in self.near})} near-duplicate "
+                    f"(word overlap ≥ {NEAR_DUPLICATE_JACCARD:g})")
+            fate = (f"{self.dropped_train} train items dropped (data.leakage: drop)" if self.dropped_train else
+                    "scores of pipelines that learn from train (baseline, few-shot, RAG examples, LoRA) are inflated; "
+                    "set data.leakage: drop to remove them from train")
+            out.append(f"leakage: {n_train} eval items also in the train set ({what}); {fate}")
+        if self.in_corpus:
+            out.append(f"leakage: {len({e for e, _ in self.in_corpus})} eval inputs found verbatim in the corpus "
+                       "(RAG may retrieve the item itself)")
+        return out
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def find_leakage(eval_ex: list[Example], train_ex: list[Example], corpus: list[Document] | None,
+                 threshold: float = NEAR_DUPLICATE_JACCARD) -> Leakage:
+    """Exact and near-duplicate eval/train pairs, and eval inputs verbatim in the corpus.
+
+    Near duplicates are a set-similarity join with prefix filtering: with words ordered rarest
+    first, two word sets with Jaccard ≥ t share a word among the first |x| - ceil(t·|x|) + 1 of
+    each, so only pairs sharing such a word are compared (fast for 10k × 3k items)."""
+    leak = Leakage()
+    if train_ex:
+        train_words = [set(_words(e.input)) for e in train_ex]
+        exact: dict[str, int] = {}
+        for i, e in enumerate(train_ex):
+            exact.setdefault(" ".join(_words(e.input)), i)
+        eval_words = [set(_words(e.input)) for e in eval_ex]
+        freq = Counter(w for ws in train_words for w in ws)
+        freq.update(w for ws in eval_words for w in ws)
+
+        def prefix(ws: set[str]) -> list[str]:
+            ordered = sorted(ws, key=lambda w: (freq[w], w))
+            return ordered[: len(ws) - math.ceil(threshold * len(ws)) + 1]
+
+        # word -> train items having it in their prefix, sorted by set size (for the size filter:
+        # Jaccard ≥ t needs t·|x| ≤ |y| ≤ |x|/t)
+        posting: dict[str, list[tuple[int, int]]] = {}
+        for i, ws in enumerate(train_words):
+            for w in prefix(ws):
+                posting.setdefault(w, []).append((len(ws), i))
+        index = {w: ([n for n, _ in sorted(v)], [i for _, i in sorted(v)]) for w, v in posting.items()}
+        for e, ws in zip(eval_ex, eval_words):
+            hit = exact.get(" ".join(_words(e.input)))
+            if hit is not None:
+                leak.exact.append((e.id, train_ex[hit].id))
+                continue
+            if not ws:
+                continue
+            lo, hi = math.ceil(threshold * len(ws) - 1e-9), math.floor(len(ws) / threshold + 1e-9)
+            cands: set[int] = set()
+            for w in prefix(ws):
+                if w in index:
+                    sizes, ids = index[w]
+                    cands.update(ids[bisect.bisect_left(sizes, lo): bisect.bisect_right(sizes, hi)])
+            best, best_j, n = None, threshold, len(ws)
+            for i in cands:
+                other = train_words[i]
+                inter = len(ws & other)
+                j = inter / (n + len(other) - inter)
+                if j >= best_j:
+                    best, best_j = i, j
+            if best is not None:
+                leak.near.append((e.id, train_ex[best].id))
+    if corpus:
+        n = MIN_CORPUS_MATCH_WORDS
+        shingles: set[int] = set()
+        texts: list[str] = []
+        for d in corpus:
+            ws = _words(d.text)
+            texts.append(" ".join(ws))
+            shingles.update(hash(tuple(ws[i: i + n])) for i in range(len(ws) - n + 1))
+        for e in eval_ex:
+            ws = _words(e.input)
+            if len(ws) < n or not all(hash(tuple(ws[i: i + n])) in shingles
+                                      for i in range(0, len(ws) - n + 1, max(1, (len(ws) - n) // 2 or 1))):
+                continue  # a cheap filter: first, middle and last word windows all occur somewhere
+            needle = " ".join(ws)
+            doc = next((d for d, t in zip(corpus, texts) if needle in t), None)
+            if doc is not None:
+                leak.in_corpus.append((e.id, doc.id))
+    return leak
+
+
+def _apply_leakage(spec: TaskSpec, eval_ds: Dataset, train_ds: Dataset | None,
+                   corpus: list[Document] | None) -> tuple[Leakage, Dataset | None]:
+    uses_documents = spec.rag.mode in ("auto", "documents", "both")
+    leak = find_leakage(eval_ds.examples, train_ds.examples if train_ds else [], corpus if uses_documents else None)
+    if spec.data.leakage == "drop" and train_ds and (leak.exact or leak.near):
+        leaked = {t for _, t in leak.exact + leak.near}
+        kept = [e for e in train_ds.examples if e.id not in leaked]
+        if not kept:
+            raise AdvisorError(
+                "every train item is also in the eval set", where=f"{train_ds.path} (train)",
+                fix="use a train set disjoint from the eval set, or data.leakage: warn",
+            )
+        leak.dropped_train = len(train_ds) - len(kept)
+        train_ds = Dataset(kept, train_ds.path, _examples_hash(kept))
+    return leak, train_ds
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def load_task_data(spec: TaskSpec) -> TaskData:
@@ -356,6 +548,13 @@ def load_task_data(spec: TaskSpec) -> TaskData:
             "fine-tuning needs a train set", where=f"{_task(spec)}: field 'data.train'",
             fix="add data.train or set finetune.mode: auto",
         )
-    corpus = load_corpus(spec.data.corpus, _task(spec)) if spec.data.corpus else None
+    skipped: list[tuple[str, str]] = []
+    corpus = load_corpus(spec.data.corpus, _task(spec), skipped) if spec.data.corpus else None
     corpus_hash = content_hash([[d.id, d.title, d.text] for d in corpus]) if corpus else None
-    return TaskData(eval_ds, train_ds, labels, corpus, corpus_hash)
+    leak, train_ds = _apply_leakage(spec, eval_ds, train_ds, corpus)
+    data = TaskData(eval_ds, train_ds, labels, corpus, corpus_hash, corpus_skipped=skipped, leakage=leak)
+    data.notes += leak.notes()
+    if skipped:
+        shown = "; ".join(f"{name}: {why}" for name, why in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
+        data.notes.append(f"{len(skipped)} of {len(skipped) + len(corpus or [])} corpus documents skipped ({shown})")
+    return data

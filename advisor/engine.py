@@ -240,6 +240,7 @@ class Assessment:
             pipe.prepare(self._context(llm_name))
             prep = time.perf_counter() - t0
             out = pipe.predict(examples)
+            out.notes = [*out.notes, *self._context_notes(llm_name, out)]
         except SkipPipeline as e:
             return self._skip(str(e))
         except (AdvisorError, Interrupted, MemoryError):
@@ -250,6 +251,20 @@ class Assessment:
             return {"status": "failed", "reason": redact(f"{type(e).__name__}: {e}"[:300]) + f" (traceback: {log})"}
         out.timings = {"prepare": round(prep, 3), **out.timings, "total": round(time.perf_counter() - t0, 3)}
         return self._score(name, out, examples)
+
+    def _context_notes(self, llm_name: str | None, out) -> list[str]:
+        """Prompts that filled the model's context were cut (the generator keeps their end): say
+        how many, since their scores and token counts are those of the cut prompts."""
+        gen = self._llms.get(llm_name, (None, None))[1] if llm_name else None
+        if gen is None or not out.predictions:
+            return []
+        reserve = 8 if self.spec.decoding == "choices" else self.spec.max_new_tokens  # as generation.encode
+        limit = gen.max_context - reserve
+        cut = sum(p.prompt_tokens >= limit for p in out.predictions)
+        if not cut:
+            return []
+        return [f"{cut} of {len(out.predictions)} prompts were longer than the model's {gen.max_context}-token context "
+                f"and were cut to their last {limit} tokens (scored and priced as cut)"]
 
     def _base_key(self, *sections: str, model: str | None = None, **extra) -> dict:
         return {
@@ -465,6 +480,8 @@ class Assessment:
                 "n_corpus_docs": len(data.corpus) if data.corpus else 0, "labels": data.labels,
                 "hashes": data.hashes, "eval_ids": [e.id for e in data.eval.examples],
                 "finetune_mode": spec.finetune.mode, "trust_remote_code": spec.models.trust_remote_code,
+                "leakage": data.leakage.to_dict() if data.leakage else None,
+                "corpus_skipped": [{"document": d, "reason": r} for d, r in data.corpus_skipped],
             },
             "base_model": selection["chosen"],
             "base_model_selection": selection["table"],
@@ -473,6 +490,8 @@ class Assessment:
             "comparisons": decision.get("comparisons", []),
             "recommendation": decision,
             "stages": dict(store.status),
+            # data problems every report format shows: leakage, skipped corpus documents
+            "warnings": list(data.notes),
             "environment": environment(device),
             "wall_seconds": round(seconds, 2),
         }

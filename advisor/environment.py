@@ -78,3 +78,45 @@ def redact(text: str) -> str:
         if escaped != value:
             text = text.replace(escaped, "***")
     return text
+
+
+# Terminal control sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST: window titles,
+# hyperlinks, clipboard writes), DCS/SOS/PM/APC strings, two-byte ESC sequences, 8-bit CSI.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
+    r"|\x1b[ -/]*[0-~]?|\x9b[0-?]*[ -/]*[@-~]"
+)
+# other C0/C1 controls (\t and \n kept), DEL, and bidirectional overrides that reorder text
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_control(text: str) -> str:
+    """Text with every terminal escape sequence and control character removed: data (a label, a
+    model output, a path) must never set a terminal's title, clear its screen or move its cursor."""
+    if text.isprintable():  # the common case: nothing to do, and cheap
+        return text
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+def shown(obj: Any, escape=None) -> Any:
+    """A copy of a report (or any JSON-like value) fit to show: every string redacted, then
+    stripped of control sequences, then escaped for the output format (html.escape, ...) — in
+    that order, so a secret holding `&<>"'` is found before escaping changes how it is spelt."""
+    values = secret_values()
+
+    def one(text: str) -> str:
+        for value in sorted(values, key=len, reverse=True):
+            text = text.replace(value, "***")
+        text = strip_control(text)
+        return escape(text) if escape else text
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, str):
+            return one(x)
+        if isinstance(x, dict):
+            return {one(k) if isinstance(k, str) else k: walk(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [walk(v) for v in x]
+        return x
+
+    return walk(obj)

@@ -78,6 +78,9 @@ class DataSpec(_Strict):
     corpus: list[Path] | None = None
     fields: Fields = Field(default_factory=Fields)
     eval_limit: int | None = Field(default=None, ge=1)
+    # eval items also in the train set (exact or near-duplicate) inflate every pipeline that
+    # learns from train: warn (the report counts them) or drop them from the train set
+    leakage: Literal["warn", "drop"] = "warn"
 
     @field_validator("eval", mode="before")
     @classmethod

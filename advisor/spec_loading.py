@@ -71,11 +71,105 @@ def _yaml_error(e: yaml.YAMLError, file: str, text: str = "") -> AdvisorError:
     return AdvisorError(f"YAML syntax error: {problem}", where=f"{file}{pos}", fix=fix)
 
 
+# A task or suite file is a page of settings: a few hundred values. Aliases (`*a`) share one
+# value in memory, but anything that walks the document (validation, an error message) expands
+# them, so a 1 KB "billion laughs" file becomes gigabytes. Both limits are far above real files.
+MAX_YAML_VALUES = 100_000  # values in the document with every alias expanded
+MAX_YAML_BYTES = 1_000_000
+
+
+def _expanded_size(root: yaml.Node, file: str) -> None:
+    """Count the values of the document as validation would see them (aliases expanded), from
+    the composed node graph, where a shared node is one object: cheap, and refuses a bomb or a
+    recursive alias before anything is expanded."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise AdvisorError(
+                "a YAML alias refers to a value that contains it (a recursive alias)",
+                where=f"{file}:{node.start_mark.line + 1}", fix="write the value out instead of using the alias",
+            )
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        open_nodes.discard(key)
+        if total > MAX_YAML_VALUES:
+            raise AdvisorError(
+                f"YAML aliases expand to more than {MAX_YAML_VALUES:,} values (an alias bomb?)",
+                where=f"{file}:{node.start_mark.line + 1}", fix="write the values out without nested aliases",
+            )
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def parse_yaml(text: str, file: str) -> Any:
+    """Safe YAML with the alias limit; syntax errors as one-line AdvisorErrors."""
+    loader = SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, file)
+        return loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, file, text) from None
+    except RecursionError:
+        raise AdvisorError("YAML is nested too deeply", where=file, fix="write a flat task file (see examples/)") from None
+    finally:
+        loader.dispose()
+
+
+def read_bounded_text(path: Path, max_bytes: int, *, encoding: str = "utf-8") -> str:
+    """The text of a regular file of at most `max_bytes`. A device (/dev/zero), a pipe or a
+    file that grows past the limit is refused instead of read until memory runs out. OSError
+    and UnicodeDecodeError propagate for the caller to name."""
+    import stat
+
+    with open(path, "rb") as f:  # FileNotFoundError, IsADirectoryError, PermissionError...
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFile(path)
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise TooLarge(path, max_bytes)
+    return data.decode(encoding)
+
+
+class NotARegularFile(OSError):
+    def __init__(self, path: Path):
+        super().__init__(f"not a regular file: {path}")
+        self.strerror = "not a regular file (a device, pipe or socket)"
+
+
+class TooLarge(OSError):
+    def __init__(self, path: Path, limit: int):
+        super().__init__(f"larger than {limit} bytes: {path}")
+        self.limit = limit
+        self.strerror = f"larger than {_size(limit)}"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:g} GB" if n >= 1e9 else f"{n / 1e6:g} MB" if n >= 1e6 else f"{n:,} bytes"
+
+
 def read_yaml(path: Path) -> Any:
     """The parsed YAML document at `path` (any shape; `check_document` judges it)."""
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # opening a FIFO would block before fstat could refuse it
+        if path.exists() and not path.is_file() and not path.is_dir():
+            raise NotARegularFile(path)
+        text = read_bounded_text(path, MAX_YAML_BYTES)
     except FileNotFoundError:
         raise AdvisorError("no such file", where=file, fix="check the path (see examples/ for a task file)") from None
     except IsADirectoryError:
@@ -84,16 +178,16 @@ def read_yaml(path: Path) -> Any:
         raise AdvisorError(
             f"not UTF-8 text (invalid byte at offset {e.start})", where=file, fix="re-save it as UTF-8"
         ) from None
+    except NotARegularFile as e:
+        raise AdvisorError(f"is {e.strerror}", where=file, fix="name a task.yaml file") from None
+    except TooLarge as e:
+        raise AdvisorError(f"is {e.strerror}, too large for a task file", where=file,
+                           fix="check the path (a task file is a page of settings)") from None
     except OSError as e:
         raise AdvisorError(f"cannot read ({e.strerror})", where=file, fix="check its permissions") from None
     except ValueError as e:  # a NUL in the path
         raise AdvisorError(f"is not a usable path ({e})", where=repr(file), fix="check the path") from None
-    try:
-        return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a SafeLoader subclass: no Python objects
-    except yaml.YAMLError as e:
-        raise _yaml_error(e, file, text) from None
-    except RecursionError:
-        raise AdvisorError("YAML is nested too deeply", where=file, fix="write a flat task file (see examples/)") from None
+    return parse_yaml(text, file)
 
 
 def check_document(raw: Any, file: str) -> None:

@@ -6,10 +6,11 @@ model output never reaches a file a team shares.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
-from ..environment import redact
+from ..environment import redact, shown
 from ..stages import atomic_write_text
 
 NAMES = {"baseline": "Classical baseline", "prompting": "Prompting", "rag": "RAG", "finetune": "LoRA fine-tune"}
@@ -58,7 +59,14 @@ def to_json(report: dict) -> str:
     return redact(json.dumps(report, indent=2, ensure_ascii=False, default=str)) + "\n"
 
 
+def _md_text(text: str) -> str:
+    """Report data as Markdown text: raw HTML (a path such as `<img onerror=...>`) is escaped, and
+    `|` cannot end a table cell."""
+    return html.escape(text, quote=False).replace("|", "\\|")
+
+
 def to_markdown(report: dict) -> str:
+    report = shown(report, escape=_md_text)  # redacted first, then escaped
     t, rec = report["task"], report["recommendation"]
     lines = [
         f"# advisor report: {t['name']}",
@@ -75,6 +83,8 @@ def to_markdown(report: dict) -> str:
         "",
     ]
     lines += [f"- {r}" for r in rec.get("reasons", [])]
+    if report.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- **warning**: {w}" for w in report["warnings"]]
     if rec.get("why_not"):
         lines += ["", "Why not the others:", ""]
         lines += [f"- **{k}**: {v}" for k, v in rec["why_not"].items()]

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..environment import shown
 from .files import NAMES, fmt, fmt_sig, fmt_usd, training_time_line
 
 ORDER = ("baseline", "prompting", "rag", "finetune")
@@ -264,6 +265,14 @@ def _recommendation(report: dict) -> str:
     return "".join(parts)
 
 
+def _warnings(report: dict) -> str:
+    warnings = report.get("warnings") or []
+    if not warnings:
+        return ""
+    return ("<section id='warnings'><h2>Warnings</h2><ul>"
+            + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul></section>")
+
+
 def _table(head: list[str], rows: Iterable[str], cls: str = "", right: Iterable[int] = ()) -> str:
     right = set(right)
     cells = "".join(f'<th class="num">{h}</th>' if i in right else f"<th>{h}</th>" for i, h in enumerate(head))
@@ -405,9 +414,12 @@ def render(report: dict, run_dir: Path | str | None = None, predictions: dict[st
     `predictions` (pipeline -> rows of predictions/<pipeline>.jsonl) feed the per-label plots;
     when omitted they are read from `run_dir` if given.
     """
-    t = report["task"]
     if predictions is None:
         predictions = load_predictions(run_dir)
+    # redact before escaping (a secret with `&<>"'` is spelt differently once escaped), and drop
+    # control characters, which also keeps them out of matplotlib's missing-glyph warnings
+    report, predictions = shown(report), shown(predictions)
+    t = report["task"]
     rec = report.get("recommendation") or {}
     facts = [
         f"{t.get('type')} · {t.get('metric')} ≥ {t.get('target')}",
@@ -435,6 +447,7 @@ def render(report: dict, run_dir: Path | str | None = None, predictions: dict[st
         f" with advisor {e(report.get('advisor_version'))}.</p>",
         "<ul class='facts'>" + "".join(f"<li>{e(f)}</li>" for f in facts) + "</ul></header>",
         _recommendation(report),
+        _warnings(report),
         f"<section><h2>Pipelines on {e(t.get('n_eval'))} eval items</h2>"
         + _table(head, _pipeline_rows(report), "pipelines", right=range(2, 10)) + "</section>",
     ]

@@ -6,10 +6,12 @@ import math
 from typing import Iterable
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..environment import shown
 from .files import NAMES, fmt, fmt_sig, fmt_usd, training_time_line
 
 STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
@@ -45,7 +47,7 @@ WIDE = 118
 def pipelines_table(report: dict, width: int = WIDE) -> Table:
     t = report["task"]
     narrow = width < WIDE
-    table = Table(title=f"Pipelines on {t['n_eval']} eval items (base model {report['base_model']})")
+    table = Table(title=f"Pipelines on {t['n_eval']} eval items (base model {escape(str(report['base_model']))})")
     cols = ("pipeline", "status", t["metric"], "95% CI", "prompt tok", "seconds", "setup $", "$ / 1k req",
             "monthly $", "note")
     keep = {"pipeline", "status", t["metric"], "95% CI", "setup $", "$ / 1k req"} if narrow else set(cols)
@@ -68,7 +70,7 @@ def pipelines_table(report: dict, width: int = WIDE) -> Table:
             fmt(u.get("prompt_tokens_mean"), 0) if u.get("prompt_tokens_mean") else "—",
             fmt((p.get("timings") or {}).get("total"), 1) if p.get("timings") else "—",
             fmt_usd(c.get("setup_usd")), fmt_usd(c.get("usd_per_1k_requests")), fmt_usd(c.get("monthly_usd")),
-            note,
+            escape(note),  # data, not rich markup ('[/INST]' in a reason)
         )))
         table.add_row(*(v for k, v in cells.items() if k in keep))
     return table
@@ -98,13 +100,14 @@ def selection_table(report: dict) -> Table | None:
     for col in ("model", "score", "95% CI", "params", "chosen"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["model"], fmt(r.get("score")), _ci(r.get("ci")), f"{r.get('params', 0) / 1e6:.0f} M",
+        table.add_row(escape(str(r["model"])), fmt(r.get("score")), _ci(r.get("ci")), f"{r.get('params', 0) / 1e6:.0f} M",
                       "✓" if r.get("chosen") else "")
     return table
 
 
 def render(report: dict, console: Console | None = None) -> None:
     console = console or Console()
+    report = shown(report)  # secrets redacted and terminal escapes removed from everything shown
     if report["task"].get("trust_remote_code"):
         console.print("[bold yellow]trust_remote_code: true[/] — the task allowed the model's own Python code to run")
     for part in (selection_table(report), pipelines_table(report, console.width), comparisons_table(report, console.width)):
@@ -120,13 +123,16 @@ def render(report: dict, console: Console | None = None) -> None:
     timing = training_time_line(report)
     if timing:
         console.print(timing, markup=False, highlight=False)
+    for w in report.get("warnings") or []:
+        console.print(Text(f"warning: {w}", style="yellow"))
     console.print(recommendation_panel(report))
 
 
 def estimate_table(est: dict, width: int = WIDE) -> Table:
+    est = shown(est)
     hw = est["hardware"]
     narrow = width < 100
-    table = Table(title=f"Estimate for {est['task']} on {hw['name']} (${hw['usd_per_hour']:.2f}/h), "
+    table = Table(title=f"Estimate for {escape(str(est['task']))} on {hw['name']} (${hw['usd_per_hour']:.2f}/h), "
                         f"{est['requests_per_month']:,} requests/month — {est['note']}")
     cols = (("pipeline", "tok", "GPU-h", "setup $", "$/1k", "$/month", "GB") if narrow else
             ("pipeline", "prompt tok", "setup GPU-h", "setup $", "$ / 1k req", "monthly $", "memory GB"))
