@@ -126,6 +126,21 @@ def ensure_writable(out_dir: Path) -> None:
         ) from None
 
 
+def check_home(home: Path) -> None:
+    """The advisor home holds converted models and the Chroma store that the LLM and RAG stages
+    write: check it before the first stage, not as failed pipelines and a baseline-only verdict."""
+    where, fix = f"ADVISOR_HOME ({home})", "set ADVISOR_HOME to a writable folder"
+    if home.exists() and not home.is_dir():
+        raise AdvisorError("is a file, not a folder", where=where, fix=fix)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise AdvisorError(f"cannot write ({e.strerror or e})", where=where, fix=fix) from None
+
+
 @dataclass
 class Assessment:
     spec: TaskSpec
@@ -151,6 +166,7 @@ class Assessment:
             models.check_available(name, "llm")
         if self._needs_embedder():
             models.check_available(self.spec.models.embedding, "embedding")
+        check_home(models.advisor_home())
         self.out_dir = claim_run_dir(self.out_dir, self.spec.name, self.runs_root or Path("runs"))
 
     def _needs_embedder(self) -> bool:

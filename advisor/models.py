@@ -9,6 +9,7 @@ unless the user set it otherwise.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import warnings
@@ -175,11 +176,30 @@ def check_available(name: str, kind: str = "llm") -> None:
     except (ValueError, OSError):  # a NUL or an over-long name
         p, exists = Path("."), False
     if exists:
+        _check_local_config(p, name, kind)
         return
     if p.is_absolute() or name.startswith((".", "~")):
         raise AdvisorError("no such folder", where=f"model '{name}'", fix="check the path, or use a bundled: model")
     if os.environ.get("HF_HUB_OFFLINE", "1") not in ("0", "false", "False"):
         _check_hub_id(name, kind)
+
+
+def _check_local_config(folder: Path, name: str, kind: str) -> None:
+    """A local model folder's config.json must be readable JSON naming a model_type: found here,
+    before any stage, instead of as a 70-line traceback from transformers mid-run."""
+    cfg = folder / "config.json"
+    if not folder.is_dir() or not cfg.exists():
+        return  # sentence-transformers folders and single files are checked when loaded
+    fix = "repair it or copy the model folder again"
+    try:
+        c = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise AdvisorError(f"cannot read config.json ({getattr(e, 'strerror', None) or e})", where=f"model '{name}'",
+                           fix=fix) from None
+    except ValueError as e:
+        raise AdvisorError(f"config.json is not valid JSON ({e})", where=f"model '{name}'", fix=fix) from None
+    if kind == "llm" and (not isinstance(c, dict) or not isinstance(c.get("model_type"), str)):
+        raise AdvisorError("config.json has no model_type", where=f"model '{name}'", fix=fix)
 
 
 def llm_path(name: str, progress: Progress | None = None) -> str:

@@ -544,3 +544,50 @@ def test_plot_labels_with_escapes_print_no_raw_escape(capfd):
     printed = capfd.readouterr()
     assert not any("\x1b" in str(w.message) for w in caught)  # before: "Glyph 27 (\x1b) missing from font(s)"
     assert "\x1b" not in printed.err + printed.out
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. a broken environment is found before the first stage
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_a_read_only_advisor_home_is_refused_before_any_stage(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _tiny(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir(mode=0o500)
+    monkeypatch.setenv("ADVISOR_HOME", str(home))
+    res = CliRunner().invoke(app, ["assess", "task.yaml"])
+    assert res.exit_code == 2
+    assert res.stderr == (f"error: ADVISOR_HOME ({home}): cannot write (Permission denied); set ADVISOR_HOME to a "
+                          "writable folder.\n")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_file_as_advisor_home_is_refused_before_any_stage(tmp_path, monkeypatch):
+    """Before: exit 0, prompting and RAG `failed`, a recommendation from the baseline alone."""
+    monkeypatch.chdir(tmp_path)
+    _tiny(tmp_path)
+    (tmp_path / "home").write_text("not a folder")
+    monkeypatch.setenv("ADVISOR_HOME", str(tmp_path / "home"))
+    res = CliRunner().invoke(app, ["assess", "task.yaml"])
+    assert res.exit_code == 2
+    assert res.stderr == (f"error: ADVISOR_HOME ({tmp_path}/home): is a file, not a folder; set ADVISOR_HOME to a "
+                          "writable folder.\n")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("command", ["assess", "estimate"])
+def test_a_broken_candidate_config_is_one_line(tmp_path, monkeypatch, command):
+    """Before: `assess` exit 0 with the LLM pipelines failed; `estimate` a 72-line traceback."""
+    monkeypatch.chdir(tmp_path)
+    _tiny(tmp_path)
+    (tmp_path / "task.yaml").write_text(TINY_TASK + "models: {candidates: [./my-llm]}\n")
+    (tmp_path / "my-llm").mkdir()
+    (tmp_path / "my-llm" / "config.json").write_text('{"model_type": "llama", "hidden_size": 64,')
+    res = CliRunner().invoke(app, [command, "task.yaml"])
+    assert res.exit_code == 2
+    assert res.stderr == (f"error: model '{tmp_path}/my-llm': config.json is not valid JSON (Expecting property "
+                          "name enclosed in double quotes: line 1 column 43 (char 42)); repair it or copy the model "
+                          "folder again.\n")
+    assert "Traceback" not in res.output and not (tmp_path / "runs").exists()
