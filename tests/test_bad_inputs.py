@@ -128,6 +128,31 @@ CASES = [
     ("markup-in-message", {"task.yaml": TASK, "eval.jsonl": jsonl(ROWS + [{"text": "x", "label": "[/INST]"}])}, [],
      "{tmp}/eval.jsonl (eval): label '[/INST]' of example eval-5 is not in the label list; add it to labels or "
      "fix the row (labels: negative, positive)."),
+    # issue 17: run folders, bounded reads, alias bombs, broken models, binary corpus files
+    ("out-not-empty", {"task.yaml": TASK, "eval.jsonl": jsonl(ROWS), "theirs/report.json": "{}",
+                       "theirs/predictions/rag.jsonl": "{}\n"}, ["--out", "theirs"],
+     "theirs: is not empty and not an advisor run folder (holds predictions, report.json); choose a new or empty "
+     "folder for --out."),
+    ("out-other-task", {"task.yaml": TASK, "eval.jsonl": jsonl(ROWS), "old/.advisor-run.json": '{"task": "sentiment"}',
+                        "old/report.json": "{}"}, ["--out", "old"],
+     "old: is a run folder of another task ('sentiment'); choose a new or empty folder for --out."),
+    ("yaml-alias-bomb", {"task.yaml": TASK.replace("labels: [negative, positive]\n", "labels:\n  - &a [l, l, l, l, l, l]\n"
+                         + "".join(f"  - &a{i} [{', '.join(['*a' if i == 1 else f'*a{i - 1}'] * 9)}]\n"
+                                   for i in range(1, 7)))}, [],
+     "task.yaml:9: YAML aliases expand to more than 100,000 values (an alias bomb?); write the values out without "
+     "nested aliases."),
+    ("eval-is-a-device", {"task.yaml": TASK.replace("eval: eval.jsonl", "eval: /dev/zero")}, [],
+     "/dev/zero (eval): is not a regular file (a device, pipe or socket); name a file in data.eval in task.yaml."),
+    ("input-too-long", {"task.yaml": TASK, "eval.jsonl": jsonl(ROWS + [{"text": "a" * 200_001, "label": "positive"}])},
+     [], "{tmp}/eval.jsonl:5 (eval): field 'text' is 200,001 characters; items over 200,000 (far beyond a small "
+     "model's context) are refused; shorten the item or drop the row."),
+    ("corpus-file-binary", {"task.yaml": TASK.replace("  eval: eval.jsonl\n", "  eval: eval.jsonl\n  corpus: kb.txt\n"),
+                            "eval.jsonl": jsonl(ROWS), "kb.txt": b"\x00\x01\x02"}, [],
+     "{tmp}/kb.txt (data.corpus): is binary (NUL bytes), not text; name UTF-8 .md/.txt documents in data.corpus."),
+    ("model-config-broken", {"task.yaml": models("./my-llm"), "eval.jsonl": jsonl(ROWS),
+                             "my-llm/config.json": '{"model_type": "llama",'}, [],
+     "model '{tmp}/my-llm': config.json is not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+     "column 24 (char 23)); repair it or copy the model folder again."),
     # bench / history (advisor/bench.py, advisor/history.py)
     ("suite-names-missing-task", {"suite.yaml": "tasks: [tasks/gone.yaml]\n"}, ["bench", "suite.yaml", "--history",
                                                                               "h.sqlite"],
@@ -136,6 +161,14 @@ CASES = [
     ("history-not-sqlite", {"notes.sqlite": "just text\n"}, ["history", "notes.sqlite"],
      "notes.sqlite: not an advisor history database (not a SQLite file); pass the .sqlite file that "
      "`advisor bench --history` writes, or a new path to start one."),
+    ("history-empty-file", {"h.sqlite": b""}, ["history", "h.sqlite"],
+     "h.sqlite: not an advisor history database (an empty file); pass the .sqlite file that `advisor bench "
+     "--history` writes, or a new path to start one."),
+    ("suite-alias-bomb", {"suite.yaml": "tasks: [a.yaml]\ndefaults:\n  limit:\n    - &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+                          + "".join(f"    - &a{i} [{', '.join(['*a' if i == 1 else f'*a{i - 1}'] * 9)}]\n"
+                                    for i in range(1, 7))}, ["bench", "suite.yaml", "--history", "h.sqlite"],
+     "suite.yaml:9: YAML aliases expand to more than 100,000 values (an alias bomb?); write the values out without "
+     "nested aliases."),
     ("history-other-sqlite", {"crm.db": sqlite_other}, ["history", "crm.db"],
      "crm.db: not an advisor history database (a different SQLite database: customers); pass the .sqlite file "
      "that `advisor bench --history` writes, or a new path to start one."),

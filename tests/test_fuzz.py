@@ -72,6 +72,9 @@ EVAL = "".join(json.dumps({"id": f"e{i}", "text": t, "label": lab}) + "\n"
 TRAIN = "id,text,label\n" + "".join(f"t{i},sample {i},{'positive' if i % 2 else 'negative'}\n" for i in range(20))
 
 
+TEXT_WITHOUT_LABELS = yaml.safe_dump({k: v for k, v in VALID.items() if k != "labels"})
+
+
 def write_data(folder: Path) -> None:
     (folder / "eval.jsonl").write_text(EVAL, encoding="utf-8")
     (folder / "train.csv").write_text(TRAIN, encoding="utf-8")
@@ -314,6 +317,76 @@ def test_garbled_data_files(data, workdir):
     p = folder / "task.yaml"
     p.write_text(yaml.safe_dump(task), encoding="utf-8")
     full_check(p, "garbled data")
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. issue 17: YAML anchors and aliases (bombs, recursion) and hostile data (control and NUL
+#    characters, near-duplicate and copied items, very long inputs)
+
+MAX_MESSAGE = 2000  # every part of a message is capped (errors.MAX_PART); a line stays a line
+
+
+@fuzz_settings(120)
+@given(data=st.data())
+def test_alias_structures(data, workdir):
+    """Anchors defined and reused at random depth and fan-out, sometimes recursively, in the
+    labels and anywhere else: a valid spec or one short line, never a blow-up."""
+    depth = data.draw(st.integers(1, 8))
+    fan = data.draw(st.integers(1, 12))
+    rows = ["  - &a0 [" + ", ".join(data.draw(st.lists(st.sampled_from(["lol", "negative", "1", "[/INST]", "~"]),
+                                                       min_size=1, max_size=6))) + "]"]
+    for i in range(1, depth):
+        refs = [f"*a{data.draw(st.integers(0, i - 1))}" for _ in range(fan)]
+        if data.draw(st.integers(0, 9)) == 0:
+            refs.append(f"*a{i}")  # the alias inside its own anchor: a recursive value
+        rows.append(f"  - &a{i} [" + ", ".join(refs) + "]")
+    key = data.draw(st.sampled_from(["labels", "instructions", "name", "extra"]))
+    text = TEXT_WITHOUT_LABELS + f"{key}:\n" + "\n".join(rows) + "\n"
+    folder = Path(tempfile.mkdtemp(dir=workdir))
+    write_data(folder)
+    p = folder / "task.yaml"
+    p.write_text(text, encoding="utf-8")
+    TRIED["aliases"] += 1
+    try:
+        spec.load(p)
+        OUTCOMES["aliases: valid"] += 1
+    except AdvisorError as e:
+        check_message(e)
+        assert len(str(e)) < MAX_MESSAGE, len(str(e))
+        OUTCOMES["aliases: clean error" + (" (alias limit)" if "alias" in str(e) else "")] += 1
+
+
+HOSTILE = st.sampled_from(["\x1b]0;title\x07", "\x1b[2J", "\x00", "\x9b31m", "\u202e", "\r", "<img src=x onerror=1>",
+                           "&amp;", "x" * 5000])
+
+
+@fuzz_settings(80)
+@given(data=st.data())
+def test_hostile_rows_and_documents(data, workdir):
+    """Eval/train rows with control and NUL characters, copied or reworded across eval and train,
+    and corpus documents that are binary or not UTF-8: loaded (leakage counted, bad documents
+    skipped with a reason) or refused with one short line."""
+    folder = Path(tempfile.mkdtemp(dir=workdir))
+    write_data(folder)
+    texts = [t + data.draw(HOSTILE) if data.draw(st.booleans()) else t
+             for t in data.draw(st.lists(st.sampled_from(["great film", "awful film", "Great film!", "fine"]),
+                                         min_size=1, max_size=6))]
+    evals = [{"id": f"e{i}", "text": t, "label": "positive"} for i, t in enumerate(texts)]
+    train = evals[: data.draw(st.integers(0, len(evals)))] + [
+        {"id": f"t{i}", "text": f"sample {i}", "label": "negative"} for i in range(4)]
+    (folder / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals), encoding="utf-8")
+    (folder / "train.jsonl").write_text("".join(json.dumps({**r, "id": "c" + r["id"]}) + "\n" for r in train),
+                                        encoding="utf-8")
+    (folder / "docs" / "b.md").write_bytes(data.draw(st.binary(max_size=40)))
+    task = copy.deepcopy(VALID)
+    task["data"]["train"] = "train.jsonl"
+    task["data"]["leakage"] = data.draw(st.sampled_from(["warn", "drop"]))
+    p = folder / "task.yaml"
+    p.write_text(yaml.safe_dump(task), encoding="utf-8")
+    d = outcome("hostile rows", lambda: load_task_data(spec.load(p)))
+    if d is not None:
+        assert d.leakage is not None and all("\n" not in n for n in d.notes)
+        assert all(doc.text and "\x00" not in doc.text for doc in d.corpus)
 
 
 def test_report_counts(capsys):
