@@ -114,7 +114,10 @@ def _expanded_size(root: yaml.Node, file: str) -> None:
 
 def parse_yaml(text: str, file: str) -> Any:
     """Safe YAML with the alias limit; syntax errors as one-line AdvisorErrors."""
-    loader = SafeLoader(text)
+    try:
+        loader = SafeLoader(text)  # the reader checks the characters here: ReaderError
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, file, text) from None
     try:
         node = loader.get_single_node()
         if node is None:
