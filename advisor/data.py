@@ -401,6 +401,7 @@ def load_corpus(paths: list[Path], task: str = "the task file",
 
 NEAR_DUPLICATE_JACCARD = 0.8  # word-set overlap above which two texts are one item reworded
 MIN_CORPUS_MATCH_WORDS = 8  # shorter inputs ("yes", a label) occur in any corpus by chance
+DIRECT_SCAN_CHARS = 50_000_000  # needles × corpus characters below which str.find over the corpus is fastest
 _WORD = re.compile(r"\w+")
 
 
@@ -426,7 +427,7 @@ class Leakage:
             what = (f"{len({e for e, _ in self.exact})} exact, {len({e for e, _ in self.near})} near-duplicate "
                     f"(word overlap ≥ {NEAR_DUPLICATE_JACCARD:g})")
             fate = (f"{self.dropped_train} train items dropped (data.leakage: drop)" if self.dropped_train else
-                    "scores of pipelines that learn from train (baseline, few-shot, RAG examples, LoRA) are inflated; "
+                    "scores of pipelines that learn from train (baseline, few-shot, RAG examples, LoRA) may be inflated; "
                     "set data.leakage: drop to remove them from train")
             out.append(f"leakage: {n_train} eval items also in the train set ({what}); {fate}")
         if self.in_corpus:
@@ -448,17 +449,19 @@ def find_leakage(eval_ex: list[Example], train_ex: list[Example], corpus: list[D
     each, so only pairs sharing such a word are compared (fast for 10k × 3k items)."""
     leak = Leakage()
     if train_ex:
-        train_words = [set(_words(e.input)) for e in train_ex]
+        train_tokens = [_words(e.input) for e in train_ex]
+        eval_tokens = [_words(e.input) for e in eval_ex]
+        train_words = [set(ws) for ws in train_tokens]
+        eval_words = [set(ws) for ws in eval_tokens]
         exact: dict[str, int] = {}
-        for i, e in enumerate(train_ex):
-            exact.setdefault(" ".join(_words(e.input)), i)
-        eval_words = [set(_words(e.input)) for e in eval_ex]
+        for i, ws in enumerate(train_tokens):
+            exact.setdefault(" ".join(ws), i)
         freq = Counter(w for ws in train_words for w in ws)
         freq.update(w for ws in eval_words for w in ws)
+        rank = {w: r for r, (w, _) in enumerate(sorted(freq.items(), key=lambda x: (x[1], x[0])))}.__getitem__
 
         def prefix(ws: set[str]) -> list[str]:
-            ordered = sorted(ws, key=lambda w: (freq[w], w))
-            return ordered[: len(ws) - math.ceil(threshold * len(ws)) + 1]
+            return sorted(ws, key=rank)[: len(ws) - math.ceil(threshold * len(ws)) + 1]
 
         # word -> train items having it in their prefix, sorted by set size (for the size filter:
         # Jaccard ≥ t needs t·|x| ≤ |y| ≤ |x|/t)
@@ -467,8 +470,8 @@ def find_leakage(eval_ex: list[Example], train_ex: list[Example], corpus: list[D
             for w in prefix(ws):
                 posting.setdefault(w, []).append((len(ws), i))
         index = {w: ([n for n, _ in sorted(v)], [i for _, i in sorted(v)]) for w, v in posting.items()}
-        for e, ws in zip(eval_ex, eval_words):
-            hit = exact.get(" ".join(_words(e.input)))
+        for e, tokens, ws in zip(eval_ex, eval_tokens, eval_words):
+            hit = exact.get(" ".join(tokens))
             if hit is not None:
                 leak.exact.append((e.id, train_ex[hit].id))
                 continue
@@ -490,23 +493,46 @@ def find_leakage(eval_ex: list[Example], train_ex: list[Example], corpus: list[D
             if best is not None:
                 leak.near.append((e.id, train_ex[best].id))
     if corpus:
-        n = MIN_CORPUS_MATCH_WORDS
-        shingles: set[int] = set()
-        texts: list[str] = []
-        for d in corpus:
-            ws = _words(d.text)
-            texts.append(" ".join(ws))
-            shingles.update(hash(tuple(ws[i: i + n])) for i in range(len(ws) - n + 1))
-        for e in eval_ex:
-            ws = _words(e.input)
-            if len(ws) < n or not all(hash(tuple(ws[i: i + n])) in shingles
-                                      for i in range(0, len(ws) - n + 1, max(1, (len(ws) - n) // 2 or 1))):
-                continue  # a cheap filter: first, middle and last word windows all occur somewhere
-            needle = " ".join(ws)
-            doc = next((d for d, t in zip(corpus, texts) if needle in t), None)
-            if doc is not None:
-                leak.in_corpus.append((e.id, doc.id))
+        leak.in_corpus = _in_corpus(eval_ex, corpus)
     return leak
+
+
+def _in_corpus(eval_ex: list[Example], corpus: list[Document]) -> list[tuple[str, str]]:
+    """(eval id, document id) for eval inputs of at least MIN_CORPUS_MATCH_WORDS words found
+    verbatim (after normalisation) in a document."""
+    n = MIN_CORPUS_MATCH_WORDS
+    needles = [(e, ws) for e in eval_ex if len(ws := _words(e.input)) >= n]
+    if not needles:
+        return []
+    doc_words = [_words(d.text) for d in corpus]
+    total = sum(len(ws) for ws in doc_words) * 6  # ~characters of the normalised corpus
+    found: list[tuple[str, str]] = []
+    if len(needles) * total <= DIRECT_SCAN_CHARS:
+        # few needles or a small corpus: str.find over one joined string, at C speed
+        parts, starts, pos = [], [], 0
+        for ws in doc_words:
+            starts.append(pos)
+            parts.append(" " + " ".join(ws) + " \n")
+            pos += len(parts[-1])
+        text = "".join(parts)
+        for e, ws in needles:
+            at = text.find(" " + " ".join(ws) + " ")
+            if at >= 0:
+                found.append((e.id, corpus[bisect.bisect_right(starts, at) - 1].id))
+        return found
+    # many needles and a large corpus: one pass over the corpus looking up each window of n words
+    anchors: dict[tuple[str, ...], list[tuple[Example, list[str]]]] = {}
+    for e, ws in needles:
+        anchors.setdefault(tuple(ws[:n]), []).append((e, ws))
+    seen: set[str] = set()
+    for d, ws in zip(corpus, doc_words):
+        for i in range(len(ws) - n + 1):
+            for e, needle in anchors.get(tuple(ws[i: i + n]), ()):
+                if e.id not in seen and ws[i: i + len(needle)] == needle:
+                    seen.add(e.id)
+                    found.append((e.id, d.id))
+    order = {e.id: k for k, e in enumerate(eval_ex)}
+    return sorted(found, key=lambda p: order[p[0]])
 
 
 def _apply_leakage(spec: TaskSpec, eval_ds: Dataset, train_ds: Dataset | None,

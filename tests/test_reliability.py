@@ -338,14 +338,21 @@ def test_leakage_finds_exact_and_near_duplicates_like_a_brute_force_search():
     assert len(exact) > 20 and len(near) > 5  # the test exercises both kinds
 
 
-def test_leakage_in_the_corpus_needs_a_verbatim_passage():
+@pytest.mark.parametrize("direct", [True, False], ids=["find", "window-pass"])
+def test_leakage_in_the_corpus_needs_a_verbatim_passage(monkeypatch, direct):
+    from advisor import data
     from advisor.data import Document, find_leakage
+
+    if not direct:  # the path for many eval items over a large corpus
+        monkeypatch.setattr(data, "DIRECT_SCAN_CHARS", 0)
 
     docs = [Document("faq.md", "faq", "Intro. How do I reset the card PIN if I forgot it at the ATM? Call us.")]
     evals = [_ex(0, "how do I reset the card PIN if I forgot it at the ATM"), _ex(1, "reset PIN"),
              _ex(2, "how do I reset the card PIN if I lost it on a train")]
+    docs.append(Document("more.md", "more", "Also: why is the card PIN blocked after three wrong tries at the ATM."))
+    evals.append(_ex(3, "Why is the card PIN blocked after three wrong tries"))
     leak = find_leakage(evals, [], docs)
-    assert leak.in_corpus == [("e0", "faq.md")]
+    assert leak.in_corpus == [("e0", "faq.md"), ("e3", "more.md")]
 
 
 def _task_with(tmp_path: Path, eval_rows: list[dict], train_rows: list[dict], extra: str = "") -> Path:
@@ -367,7 +374,7 @@ def test_eval_items_copied_into_train_are_counted_and_can_be_dropped(tmp_path):
     assert data.leakage.to_dict()["exact"] == 4 and len(data.train) == 28
     assert data.notes == ["leakage: 4 eval items also in the train set (4 exact, 0 near-duplicate (word overlap "
                           "≥ 0.8)); scores of pipelines that learn from train (baseline, few-shot, RAG examples, "
-                          "LoRA) are inflated; set data.leakage: drop to remove them from train"]
+                          "LoRA) may be inflated; set data.leakage: drop to remove them from train"]
     dropped = load_task_data(spec.load(_task_with(tmp_path, fixture_eval, copied, "  leakage: drop\n")))
     assert len(dropped.train) == 24 and dropped.leakage.dropped_train == 4
     assert dropped.train.hash == load_task_data(spec.load(_task_with(tmp_path, fixture_eval, fixture_train))).train.hash
