@@ -598,3 +598,30 @@ def test_a_broken_candidate_config_is_one_line(tmp_path, monkeypatch, command):
                           "name enclosed in double quotes: line 1 column 43 (char 42)); repair it or copy the model "
                           "folder again.\n")
     assert "Traceback" not in res.output and not (tmp_path / "runs").exists()
+
+
+def test_a_data_file_over_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
+    from advisor import data, spec
+
+    _tiny(tmp_path)
+    monkeypatch.setattr(data, "MAX_DATA_BYTES", 50)
+    with pytest.raises(AdvisorError) as err:
+        data.load_task_data(spec.load(tmp_path / "task.yaml"))
+    assert str(err.value) == (f"{tmp_path}/eval.jsonl (eval): is larger than 50 bytes (advisor reads data files "
+                              "whole); use a sample of it (advisor's statistics need hundreds of items, not millions).")
+
+
+def test_prompts_cut_at_the_context_are_counted_in_a_note():
+    """The generator keeps a too-long prompt's end; the stage says how many were cut."""
+    from types import SimpleNamespace
+
+    from advisor import spec
+    from advisor.engine import Assessment
+
+    a = Assessment(spec.load(FIXTURE / "task.yaml"), None)
+    a._llms["m"] = (None, SimpleNamespace(max_context=8192))
+    out = SimpleNamespace(predictions=[SimpleNamespace(prompt_tokens=t) for t in (8184, 120, 8184, 300)])
+    assert a._context_notes("m", out) == ["2 of 4 prompts were longer than the model's 8192-token context and were "
+                                          "cut to their last 8184 tokens (scored and priced as cut)"]
+    out.predictions = out.predictions[1:2]
+    assert a._context_notes("m", out) == [] and a._context_notes(None, out) == []
