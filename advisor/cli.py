@@ -299,9 +299,12 @@ def _print_comparison(result: dict, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from rich.markup import escape
+
     from .environment import shown
 
-    result = shown(result)  # task names and reasons come from files: no secrets, no terminal escapes
+    # task names and reasons come from files: no secrets, no terminal escapes, no rich markup
+    result = shown(result, escape=escape)
     cmp = result["comparison"]
     if not console.is_terminal:  # nightly logs: wide enough for the whole table
         console.width = max(console.width, 150)
@@ -334,11 +337,11 @@ def _print_comparison(result: dict, console: Console) -> None:
             verb = "[bold red]changed[/]" if r["changed"] else "unchanged"
             console.print(f"{t['task']}: recommendation {r['previous']} → [bold]{r['current']}[/] ({verb})")
         if dirs.get(t["task"]):
-            console.print(f"  report: {Path(dirs[t['task']]) / 'report.html'}", highlight=False, markup=False)
+            console.print(f"  report: {Path(dirs[t['task']]) / 'report.html'}", highlight=False)  # escaped above
     if cmp["regression"]:
         console.print("[bold red]REGRESSION[/]")
         for reason in cmp["reasons"]:
-            console.print(f"  • {reason}", highlight=False, markup=False)
+            console.print(f"  • {reason}", highlight=False)  # escaped above
     else:
         console.print("[green]no regression[/]")
 
@@ -381,6 +384,8 @@ def history_cmd(
     """Trend table: per task and pipeline, a sparkline of scores over the last runs."""
     from rich.table import Table
 
+    from rich.markup import escape
+
     from . import history as hist
     from .environment import shown
     from .report.terminal import sparkline
@@ -388,7 +393,7 @@ def history_cmd(
     try:
         if not db.exists():
             raise AdvisorError("no such history file", where=str(db), fix="run `advisor bench --history` first")
-        trends = shown(hist.trend(db, task=task, last=last))
+        trends = shown(hist.trend(db, task=task, last=last), escape=escape)  # data, not terminal escapes or markup
     except AdvisorError as e:
         _fail(e)
     console = Console()

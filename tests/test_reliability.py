@@ -625,3 +625,40 @@ def test_prompts_cut_at_the_context_are_counted_in_a_note():
                                           "cut to their last 8184 tokens (scored and priced as cut)"]
     out.predictions = out.predictions[1:2]
     assert a._context_notes("m", out) == [] and a._context_notes(None, out) == []
+
+
+def test_report_json_carries_leakage_and_skipped_documents(tmp_path):
+    """The engine puts data warnings into report.json (added keys: task.leakage, task.corpus_skipped, warnings)."""
+    from advisor import spec
+    from advisor.data import load_task_data
+    from advisor.engine import Assessment
+
+    evals = [json.loads(x) for x in (FIXTURE / "eval.jsonl").read_text().splitlines()]
+    train = [json.loads(x) for x in (FIXTURE / "train.jsonl").read_text().splitlines()] + evals[:2]
+    path = _task_with(tmp_path, evals, train, "  corpus: docs\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("A review corpus.")
+    (tmp_path / "docs" / "b.md").write_bytes(b"\xff\xfe")
+    a = Assessment(spec.load(path), tmp_path / "run")
+    a.data = load_task_data(a.spec)
+    report = a.report({"chosen": "m", "table": []}, {"pipelines": {}}, {"choice": "none", "reasons": []},
+                      StageStore(tmp_path / "run"), 1.0)
+    assert report["task"]["leakage"]["exact"] == 2
+    assert report["task"]["corpus_skipped"] == [{"document": "docs/b.md",
+                                                 "reason": "not UTF-8 text (invalid byte at offset 0)"}]
+    assert len(report["warnings"]) == 2 and report["warnings"][0].startswith("leakage: 2 eval items")
+
+
+def test_history_table_shows_markup_and_escapes_in_task_names_as_text(tmp_path):
+    from advisor import history
+
+    db = tmp_path / "h.sqlite"
+    name = "intents[bold]\x1b]0;pwned\x07[/]"
+    report = {"task": {"name": name, "metric": "accuracy", "eval_ids": ["a", "b"]},
+              "pipelines": {"prompting": {"status": "ok", "score": 0.5, "per_example": [1.0, 0.0]}},
+              "recommendation": {"choice": "prompting"}, "environment": {"device": "cpu"}}
+    history.record_run(db, report)
+    history.record_run(db, report)
+    res = CliRunner().invoke(app, ["history", str(db)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output  # before: rich MarkupError on the closing tag '[/]'
+    assert "intents[bold][/] (accuracy): 2 runs" in res.output and "\x1b" not in res.output
