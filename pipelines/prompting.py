@@ -114,6 +114,7 @@ class PromptingPipeline:
         if self.demos:
             self.variants[f"{len(self.demos)}-shot"] = self.demos
         self.dev_scores: dict[str, float] = {}
+        self.race = None
         t0 = time.perf_counter()
         if self.forced_variant:
             self.variant = "zero-shot" if self.forced_variant == "zero-shot" else list(self.variants)[-1]
@@ -123,16 +124,40 @@ class PromptingPipeline:
         elif not dev:
             self.variant, self.why = list(self.variants)[-1], "train set too small for a dev slice; using few-shot"
         else:
-            from advisor.metrics import score
-
-            for name, demos in self.variants.items():
-                preds = self._run(dev, demos, desc=f"prompting: choosing variant ({name}, dev)")
-                s = score(spec.type, [p.output for p in preds], [e.expected for e in dev], self.labels,
-                          constrained=spec.decoding == "choices")
-                self.dev_scores[name] = round(s.metrics[spec.metric], 4)
-            self.variant = max(self.variants, key=lambda v: (self.dev_scores[v], v == "zero-shot"))
-            self.why = f"best on {len(dev)} held-out train items"
+            self._race(dev)
         self.select_seconds = time.perf_counter() - t0
+
+    def _race(self, dev: list["Example"]) -> None:
+        """Zero- vs few-shot on the dev slice, raced and cached (pipelines/choice.py)."""
+        from advisor.metrics import score
+
+        from .choice import PER_ITEM_METRICS, choose, item_scores, model_identity
+
+        spec, labels = self.ctx.spec, self.labels
+        constrained = spec.decoding == "choices"
+
+        def run(name: str, idx: list[int]) -> dict[str, list[float]]:
+            items = [dev[i] for i in idx]
+            preds = self._run(items, self.variants[name], desc=f"prompting: choosing variant ({name}, dev)")
+            s = score(spec.type, [p.output for p in preds], [e.expected for e in items], labels, constrained=constrained)
+            return {name: item_scores(s, spec.metric)}
+
+        inputs = {
+            "prompts": {name: [build_messages(spec, labels, e.input, demos=demos) for e in dev]
+                        for name, demos in self.variants.items()},
+            "expected": [list(e.expected) for e in dev], "labels": labels, "type": spec.type, "metric": spec.metric,
+            "decoding": spec.decoding, "max_new_tokens": spec.max_new_tokens,
+        }
+        res = choose("prompting", model_identity(self.ctx.generator), inputs, run, list(self.variants),
+                     len(dev), prefer=lambda v: v == "zero-shot", racing=spec.metric in PER_ITEM_METRICS, home=self.ctx.cache_dir)
+        self.race = res
+        self.dev_scores = res.scores
+        self.variant = res.winner
+        self.why = f"best on {len(dev)} held-out train items"
+        if res.reused:
+            self.why += " (choice reused: same model, prompts and dev items as an earlier run)"
+        elif res.generated < res.full:
+            self.why += f" (raced: {res.generated} of {res.full} dev generations)"
 
     def _run(self, examples: Sequence["Example"], demos, desc: str):
         spec = self.ctx.spec
@@ -156,6 +181,7 @@ class PromptingPipeline:
             },
             details={
                 "variant": self.variant, "variant_reason": self.why, "dev_scores": self.dev_scores,
+                "variant_race": self.race.to_dict() if self.race else None,
                 "shots": len(self.variants[self.variant]),
                 "demo_ids": [d.id for d in self.variants[self.variant]],
             },

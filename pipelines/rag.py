@@ -238,6 +238,7 @@ class RagPipeline:
         self.dev_scores: dict[str, float] = {}
         self.reader_why = "default"
         self.select_seconds = 0.0
+        self.race = None
         if self.forced_prompt or self.forced_extractor:
             self.reader = self.forced_prompt or self.reader
             self.extractor = self.forced_extractor or self.extractor
@@ -261,26 +262,44 @@ class RagPipeline:
             return
         from advisor.metrics import score
 
+        from .choice import PER_ITEM_METRICS, choose, item_scores, model_identity
+
         t0 = time.perf_counter()
         base = self._retrieve({"examples": dev, "exclude_self": True})
-        seen: set = set()
+        names, seen = [], set()
         for name in CANDIDATE_PROMPTS:
             rp = READER_PROMPTS[name]
             shape = (min(rp.passages or self.k, self.k), rp.sandwich, rp.exact_words)
-            if shape in seen:  # k=1: top-1 and top-2 are the same prompt
-                continue
-            seen.add(shape)
-            batch = {**base, "rows": [dict(r) for r in base["rows"]], "reader": name,
+            if shape not in seen:  # k=1: top-1 and top-2 are the same prompt
+                seen.add(shape)
+                names.append(name)
+
+        def run(name: str, idx: list[int]) -> dict[str, list[float]]:
+            batch = {**base, "rows": [dict(base["rows"][i]) for i in idx], "reader": name,
                      "desc": f"RAG: choosing the reader prompt ({name}, train dev)"}
-            batch = self._generate(self._prompt(batch))
-            texts = [p.output for p in batch["predictions"]]
-            for ex_name, fn in EXTRACTORS.items():
-                outs = [fn(t, e.input) for t, e in zip(texts, dev)]
-                s = score(spec.type, outs, [e.expected for e in dev], self.labels)
-                self.dev_scores[f"{name}/{ex_name}"] = round(s.metrics[spec.metric], 4)
-        best = max(self.dev_scores, key=lambda v: (self.dev_scores[v], v == f"{DEFAULT_PROMPT}/{DEFAULT_EXTRACTOR}"))
-        self.reader, self.extractor = best.split("/")
+            texts = [p.output for p in self._generate(self._prompt(batch))["predictions"]]
+            items = [dev[i] for i in idx]
+            arms = {}
+            for ex_name, fn in EXTRACTORS.items():  # the extraction is chosen on the same generations (free)
+                outs = [fn(t, e.input) for t, e in zip(texts, items)]
+                s = score(spec.type, outs, [e.expected for e in items], self.labels)
+                arms[f"{name}/{ex_name}"] = item_scores(s, spec.metric)
+            return arms
+
+        prompts = {name: [reader_messages(spec, self.labels, r["example"].input, r["passages"], r["demos"],
+                                          READER_PROMPTS[name]) for r in base["rows"]] for name in names}
+        inputs = {"prompts": prompts, "expected": [list(e.expected) for e in dev], "type": spec.type,
+                  "metric": spec.metric, "max_new_tokens": spec.max_new_tokens, "extractors": list(EXTRACTORS)}
+        default = f"{DEFAULT_PROMPT}/{DEFAULT_EXTRACTOR}"
+        res = choose("rag-reader", model_identity(self.ctx.generator), inputs, run, names, len(dev),
+                     prefer=lambda v: v == default, racing=spec.metric in PER_ITEM_METRICS, home=self.ctx.cache_dir)
+        self.race, self.dev_scores = res, res.scores
+        self.reader, self.extractor = res.winner.split("/")
         self.reader_why = f"best {spec.metric} on {len(dev)} held-out train items"
+        if res.reused:
+            self.reader_why += " (choice reused: same model, prompts and dev items as an earlier run)"
+        elif res.generated < res.full:
+            self.reader_why += f" (raced: {res.generated} of {res.full} dev generations)"
         self.select_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ predict
@@ -324,6 +343,7 @@ class RagPipeline:
                 "retrieval": retrieval,
                 "prompt_variant": self.reader, "extractor": self.extractor,
                 "variant_reason": self.reader_why, "dev_scores": self.dev_scores,
+                "variant_race": self.race.to_dict() if self.race else None,
                 "chunking": {"chunk_chars": self.spec.rag.chunk_chars, "chunk_overlap": self.spec.rag.chunk_overlap}
                 if self.uses_docs else None,
             },
