@@ -125,6 +125,9 @@ def assess(
     fresh: bool = typer.Option(False, "--fresh", help="Ignore cached stages from earlier runs."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N eval items."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout (progress goes to stderr)."),
+    gpus: Optional[int] = typer.Option(
+        None, "--gpus", min=1, max=64, help="Train the fine-tune on N processes (accelerate, DDP); sets finetune.devices."
+    ),
 ) -> None:
     """Run baseline, prompting, RAG and (when needed) LoRA on TASK; write and print the report."""
     from . import spec as spec_mod
@@ -137,6 +140,8 @@ def assess(
         spec = spec_mod.load(task)
         if limit:
             spec.data.eval_limit = limit
+        if gpus:
+            spec.finetune.devices = gpus
         # without --out: a new, unique runs/<task>-<time> folder, made only once the input is valid
         a = Assessment(spec, out, finetune_mode=finetune, fresh=fresh, runs_root=out.parent if out else Path("runs"))
         a.validate()

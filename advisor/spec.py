@@ -175,6 +175,11 @@ class FinetuneSpec(_Strict):
     val_fraction: float = Field(default=0.1, ge=0, lt=0.5)
     max_length: int = Field(default=512, ge=16)
     seed: int = 0
+    # processes for the training stage (`advisor assess --gpus N`): >1 launches it with accelerate
+    # (DDP; CPU processes over gloo when there is no GPU); everything else stays in one process
+    devices: int = Field(default=1, ge=1, le=64)
+    # an accelerate config file for that launch, e.g. FSDP for a model that does not fit one card
+    accelerate_config: str | None = None
 
 
 class RagSpec(_Strict):

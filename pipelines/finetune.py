@@ -26,13 +26,12 @@ every other pipeline sees the untouched base model before and after.
 Several GPUs (DDP)
 The loop uses accelerate.Accelerator for device placement, backward and DDP gradient sync (no_sync
 on all but the last micro-batch), so it runs unchanged under ``accelerate launch``. The engine
-(``advisor assess``) is one process; to train on N GPUs use the benchmark driver, which runs this
-pipeline alone and prints the measurements on rank 0:
+(``advisor assess``) is one process; ``finetune.devices: N`` (``advisor assess --gpus N``) makes
+prepare() launch the training alone on N processes (pipelines/finetune_launch.py) and read the
+adapter and measurements back; evaluation stays here. Without GPUs the N processes are CPU ranks
+over gloo (tests/test_finetune_launch.py). The benchmark driver does the same for one task:
 
     accelerate launch --multi_gpu --num_processes 4 benchmarks/gpu_check.py benchmarks/tasks/banking77.yaml
-
-(``torchrun --nproc_per_node N`` works the same; without GPUs it runs N CPU processes over gloo,
-which is how the DDP path was smoke-tested here.)
 
 Each rank trains on its share of every step's batches (batch_size x grad_accum per rank, so the
 global batch is N times larger and the step count N times smaller); each rank normalises its loss
@@ -129,6 +128,14 @@ class FinetunePipeline:
         run_dir = ctx.run_dir or Path(tempfile.mkdtemp(prefix="advisor-finetune-"))
         self.adapter_dir = Path(run_dir) / "adapter"
         self.cuda = str(llm.device).startswith("cuda")
+        if ft.devices > 1:
+            from .finetune_launch import in_launched_process, launch_training
+
+            if not in_launched_process():  # train on N processes, evaluate here
+                out = launch_training(ctx, Path(run_dir), self.share_prefix)
+                self.usage, self.details, self.timings, self.notes = (out[k] for k in ("usage", "details", "timings",
+                                                                                       "notes"))
+                return
         if self.cuda:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
