@@ -102,7 +102,9 @@ class RagPipeline:
 
     # ------------------------------------------------------------------ prepare
     def prepare(self, ctx: RunContext) -> None:
-        from advisor.models import advisor_home, load_embedder
+        from advisor.models import advisor_home, embedder_path, load_embedder
+
+        from .embed_onnx import fast_encoder
 
         spec, data = ctx.spec, ctx.data
         self.ctx, self.spec, self.labels = ctx, spec, data.labels
@@ -114,8 +116,11 @@ class RagPipeline:
             raise SkipPipeline("no language model to read the retrieved context")
 
         t0 = time.perf_counter()
-        self.embeddings = SentenceEmbeddings(load_embedder(spec.models.embedding), spec.models.embedding,
-                                             ctx.progress)
+        st = load_embedder(spec.models.embedding)
+        encoder = fast_encoder(st, spec.models.embedding, embedder_path(spec.models.embedding),
+                               advisor_home(), device=str(st.device))
+        self.embed_backend = getattr(encoder, "backend", "torch")
+        self.embeddings = SentenceEmbeddings(encoder, spec.models.embedding, ctx.progress)
         self.client = chroma_client(spec.rag.chroma_url, ctx.cache_dir or advisor_home())
         self.load_seconds = time.perf_counter() - t0
         self.index: dict[str, IndexInfo] = {}
@@ -337,6 +342,7 @@ class RagPipeline:
             },
             details={
                 "mode": self.mode, "k": self.k, "embedding": self.spec.models.embedding,
+                "embedding_backend": self.embed_backend,
                 "store": self.spec.rag.chroma_url or "persistent (advisor home)",
                 "index": index.get("documents") or index.get("examples"),
                 "indexes": index,

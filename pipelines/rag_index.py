@@ -5,8 +5,10 @@ benchmarked without a language model.
 
 * **Chunks.** Documents are split with LangChain's recursive character splitter (each chunk keeps
   its source id and title; chunk ids are ``<doc id>#<i>``).
-* **Embeddings.** Batches through the task's sentence-transformers model, wrapped as a LangChain
-  ``Embeddings``, so Chroma never reaches for its default ONNX embedder, which downloads.
+* **Embeddings.** Batches through the task's sentence-transformers model (on CPU, the same model
+  exported to ONNX Runtime when that is faster here: ``embed_onnx``), longest texts first across
+  the whole call, wrapped as a LangChain ``Embeddings``, so Chroma never reaches for its default
+  ONNX embedder, which downloads.
 * **Collections.** Named by a hash of (content, embedder, chunking). A collection is built under
   a temporary name and renamed only after its last vector is in, with a ``complete`` marker and
   the chunk count in its metadata: a killed build is never mistaken for a finished one, and a
@@ -106,7 +108,13 @@ class SentenceEmbeddings(Embeddings):
         if not texts:
             return np.zeros((0, self.model.get_sentence_embedding_dimension()), dtype="float32")
         report = self.progress if desc else no_progress
-        return np.asarray(embed(self.model, list(texts), report, desc or "", self.batch_size), dtype="float32")
+        # longest first over the whole call, not per batch: each batch pads to similar lengths
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vecs = np.asarray(embed(self.model, [texts[i] for i in order], report, desc or "", self.batch_size),
+                          dtype="float32")
+        out = np.empty_like(vecs)
+        out[order] = vecs
+        return out
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.embed_many(texts).tolist()
