@@ -14,6 +14,10 @@ Chroma folder per side, so nothing is reused from an earlier build.
   build comparison is in passages/s; both embed the same strings. A reference query is
   LangChain's similarity_search(q, k=4) through a langchain_chroma.Chroma over *our* 10k
   collection, so both query paths search the same index (and must return the same top-k).
+* embedder backend: "ours" embeds with what the RAG pipeline picks (pipelines/embed_onnx: ONNX
+  Runtime on CPU when its one-time probe finds it faster, else sentence-transformers). The same
+  run embeds every 5th chunk with both backends (passages/s, ratio) and measures recall@4 of the
+  squad_rag test questions over its 240 passages with both (quality unchanged: within noise).
 Queries: the squad_rag test + train questions, one at a time (p50/p95 of single queries).
 Targets: 10k chunks indexed in <= 30 s and query p50 <= 25 ms (absolute), and not slower than
 the reference (ratios).
@@ -57,12 +61,48 @@ def queries(n: int) -> list[str]:
     return qs[:n]
 
 
+def compare_backends(st, texts: list[str]) -> dict:
+    """passages/s of sentence-transformers vs ONNX Runtime on the same texts, and recall@4 on
+    squad_rag (test questions over its 240 passages) with each."""
+    import os
+
+    import numpy as np
+
+    from advisor.models import advisor_home, embedder_path
+    from pipelines.embed_onnx import fast_encoder
+    from pipelines.rag_index import SentenceEmbeddings, embed_text
+
+    os.environ["ADVISOR_EMBED_BACKEND"] = "onnx"
+    try:
+        onnx = fast_encoder(st, EMBEDDER_NAME, embedder_path(EMBEDDER_NAME), advisor_home())
+    finally:
+        del os.environ["ADVISOR_EMBED_BACKEND"]
+    d = data_dir() / "squad_rag"
+    corpus = read_jsonl(d / "corpus.jsonl")
+    qs = read_jsonl(d / "test.jsonl")
+    docs = [embed_text(r["title"], r["text"]) for r in corpus]
+    out = {"texts": len(texts)}
+    for name, enc in (("torch", st), ("onnx", onnx)):
+        e = SentenceEmbeddings(enc, EMBEDDER_NAME)
+        e.embed_many(texts[:64], desc=None)
+        t0 = time.perf_counter()
+        e.embed_many(texts, desc=None)
+        out[f"{name}_passages_per_s"] = round(len(texts) / (time.perf_counter() - t0), 1)
+        dv, qv = e.embed_many(docs, desc=None), e.embed_many([q["question"] for q in qs], desc=None)
+        top = np.argsort(-(qv @ dv.T), axis=1)[:, :K]
+        out[f"{name}_recall@{K}"] = round(sum(q["context_id"] in {corpus[j]["id"] for j in row}
+                                              for q, row in zip(qs, top)) / len(qs), 4)
+    out["recall_questions"] = len(qs)
+    return out
+
+
 def run(quick: bool) -> dict:
     from chromadb.config import Settings
     from langchain_chroma import Chroma
     from langchain_huggingface import HuggingFaceEmbeddings
 
-    from advisor.models import embedder_path, load_embedder
+    from advisor.models import advisor_home, embedder_path, load_embedder
+    from pipelines.embed_onnx import fast_encoder
     from pipelines.rag_index import SentenceEmbeddings, chroma_client, ensure_collection, index_key, query_collection
 
     n_chunks, n_queries = (1000, 40) if quick else (10_000, 200)
@@ -74,8 +114,11 @@ def run(quick: bool) -> dict:
     try:
         # ---- ours
         t0 = time.perf_counter()
-        emb = SentenceEmbeddings(load_embedder(EMBEDDER_NAME), EMBEDDER_NAME)
+        st = load_embedder(EMBEDDER_NAME)
+        encoder = fast_encoder(st, EMBEDDER_NAME, embedder_path(EMBEDDER_NAME), advisor_home())
+        emb = SentenceEmbeddings(encoder, EMBEDDER_NAME)
         load_s = time.perf_counter() - t0
+        backends = compare_backends(st, texts[::5])
         client = chroma_client(None, tmp / "ours")
         key = index_key("docs", json.dumps(ids), EMBEDDER_NAME)
         emb.embed_many(texts[:64], desc=None)  # warm-up, outside the timing
@@ -147,6 +190,17 @@ def run(quick: bool) -> dict:
                 reference_name="langchain_chroma Chroma.similarity_search",
             ),
             "rag_query_p50_limit": limit(o["p50_ms"], 25.0, "ms", what="query p50 <= 25 ms"),
+            "embed_onnx_vs_torch_passages_per_s": comparison(
+                backends["onnx_passages_per_s"], backends["torch_passages_per_s"], "passages/s", 1.0,
+                what=f"MiniLM embedding, {backends['texts']} chunks, same run",
+                reference_name="sentence-transformers (PyTorch)",
+            ),
+            "embed_onnx_recall_at_4": comparison(
+                backends["onnx_recall@4"], backends["torch_recall@4"], "recall@4", 1.0 - 1.0 / 80,
+                what=f"squad_rag: {backends['recall_questions']} test questions over 240 passages "
+                     "(target: within one question)",
+                reference_name="sentence-transformers (PyTorch)",
+            ),
         },
         "details": {
             "chunks": n_chunks, "chunk_source": "squad_rag corpus, 24-word windows, stride 2, evenly subsampled",
@@ -157,5 +211,6 @@ def run(quick: bool) -> dict:
             "ours_batched_queries_per_s": round(len(qs) / ours_batch_s, 1),
             "top1_agreement": round(top1, 4), "topk_overlap": round(overlap, 4),
             "index": info.to_dict(),
+            "embedder_backend": getattr(encoder, "backend", "torch"), "backends": backends,
         },
     }

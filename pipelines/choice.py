@@ -187,11 +187,20 @@ def save_choice(key: str, result: RaceResult, home: Path | None = None) -> None:
 def choose(kind: str, model: str, inputs: Mapping, run: RunFn, runs: Sequence[str], n_items: int, *,
            prefer: Callable[[str], object] = lambda a: 0, racing: bool = True,
            home: Path | None = None) -> RaceResult:
-    """The cached choice for these exact inputs, else a race (then cached)."""
-    key = choice_key(kind, model, {**inputs, "racing": racing})
-    hit = load_choice(key, home)
+    """The cached choice for these exact inputs, else a race (then cached).
+
+    ``ADVISOR_CHOICE=full`` pays the old price (every variant on every item, no cache: the
+    benchmark's same-run reference); ``ADVISOR_CHOICE=race`` races without the cache.
+    """
+    mode = os.environ.get("ADVISOR_CHOICE", "").strip().lower()
+    if mode == "full":
+        return race(run, runs, n_items, prefer=prefer, racing=False)
+    racing_on = racing and mode in ("", "race", "cache")
+    key = choice_key(kind, model, {**inputs, "racing": racing_on})
+    hit = load_choice(key, home) if mode != "race" else None
     if hit is not None:
         return hit
-    result = race(run, runs, n_items, prefer=prefer, racing=racing)
-    save_choice(key, result, home)
+    result = race(run, runs, n_items, prefer=prefer, racing=racing_on)
+    if mode != "race":
+        save_choice(key, result, home)
     return result

@@ -161,3 +161,17 @@ prompting: {shots: 2}
     assert "reused" in second.why
     out = second.predict(data.eval.examples)
     assert out.details["variant_race"]["reused"] is True
+
+
+def test_full_price_mode_is_the_old_choice(tmp_path, monkeypatch):
+    """ADVISOR_CHOICE=full: every variant on every item, nothing cached (the benchmark reference)."""
+    good, bad = [1.0] * 32, [0.0] * 32
+    calls: list = []
+    monkeypatch.setenv("ADVISOR_CHOICE", "full")
+    res = choose("prompting", "m", {"p": 1}, _fake({"a": bad, "b": good}, calls), ["a", "b"], 32, home=tmp_path)
+    assert res.winner == "b" and res.generated == 64 and not res.dropped
+    assert not (tmp_path / "choices").exists()
+    monkeypatch.setenv("ADVISOR_CHOICE", "race")
+    raced = choose("prompting", "m", {"p": 1}, _fake({"a": bad, "b": good}, calls), ["a", "b"], 32, home=tmp_path)
+    assert raced.winner == "b" and raced.generated == 16 and not raced.reused
+    assert not (tmp_path / "choices").exists()
