@@ -97,3 +97,29 @@ def test_failed_launch_is_one_clear_error(smollm, write, tmp_path, monkeypatch):
     msg = str(e.value)
     assert msg.startswith("finetune.devices: the 2-process training launch exited 1") and "\n" not in msg
     assert "launch.log" in msg and not (tmp_path / "adapter").exists()
+
+
+def test_gpus_flag_sets_finetune_devices(write, monkeypatch):
+    """`advisor assess --gpus 2` reaches the spec the engine runs (finetune.devices), nothing else."""
+    from helpers import ROWS, TINY_TASK, jsonl
+    from typer.testing import CliRunner
+
+    from advisor import engine
+    from advisor.cli import app
+
+    write("eval.jsonl", jsonl(ROWS))
+    task = write("task.yaml", TINY_TASK)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(spec, *a, **k):
+        seen["devices"] = spec.finetune.devices
+        raise Stop
+
+    monkeypatch.setattr(engine, "Assessment", fake)
+    res = CliRunner().invoke(app, ["assess", str(task), "--gpus", "2"])
+    assert isinstance(res.exception, Stop) and seen == {"devices": 2}
+    bad = CliRunner().invoke(app, ["assess", str(task), "--gpus", "0"])
+    assert bad.exit_code == 2
