@@ -7,7 +7,7 @@ choice; the variants and defaults live here). On 32 held-out squad_rag train que
 F1, raw -> trimmed answer): the default prompt with 4 passages 0.06 -> 0.09; the question before
 and after 4 passages 0.08 -> 0.17; the same with the top 2 passages 0.14 -> 0.25, with the top 1
 0.13 -> 0.21. The two best wordings are tried at run time; the extraction is chosen on the same
-generations (free).
+generations (free). The trial is raced and cached (``pipelines/choice.py``).
 """
 
 from __future__ import annotations
