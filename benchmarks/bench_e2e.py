@@ -69,6 +69,8 @@ def breakdown(rep: dict) -> dict:
     out = {}
     for name, p in rep.get("pipelines", {}).items():
         t = p.get("timings") or {}
+        if not t:  # skipped or failed
+            continue
         d = p.get("details") or {}
         race = d.get("variant_race") or {}
         out[name] = {"prepare": t.get("prepare"), "choice": t.get("select_variant", t.get("select_reader")),
