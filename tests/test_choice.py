@@ -175,3 +175,59 @@ def test_full_price_mode_is_the_old_choice(tmp_path, monkeypatch):
     raced = choose("prompting", "m", {"p": 1}, _fake({"a": bad, "b": good}, calls), ["a", "b"], 32, home=tmp_path)
     assert raced.winner == "b" and raced.generated == 16 and not raced.reused
     assert not (tmp_path / "choices").exists()
+
+
+@pytest.mark.e2e
+def test_rag_reader_choice_races_prompts_with_their_extractors(write, tmp_path, monkeypatch):
+    """RagPipeline's reader choice through choice.race: real retrieval (MiniLM + Chroma), the reader's
+    generations faked (one wording answers, the other does not), so the loser goes after 8 items."""
+    from helpers import jsonl
+
+    from advisor.data import load_task_data
+    from advisor.spec import load
+    from pipelines import rag as rag_mod
+    from pipelines.base import Prediction, RunContext
+    from pipelines.rag import RagPipeline
+
+    docs = [{"id": f"d{i}", "title": f"Room {i}", "text": f"Room {i}'s door code is {1000 + i}."} for i in range(6)]
+    train = [{"id": f"t{i}", "question": f"What is the door code of room {i % 6}? ({i})",
+              "answer": [str(1000 + i % 6)]} for i in range(40)]
+    write("corpus.jsonl", jsonl(docs))
+    write("train.jsonl", jsonl(train))
+    write("eval.jsonl", jsonl([{"id": "e1", "question": "What is the door code of room 2?", "answer": ["1002"]}]))
+    path = write("task.yaml", """name: rooms
+type: qa
+data: {eval: eval.jsonl, train: train.jsonl, corpus: corpus.jsonl,
+       fields: {id: id, input: question, expected: answer}}
+target: {metric: token_f1, min: 0.5}
+rag: {mode: documents, k: 2}
+""")
+    spec = load(path)
+    data = load_task_data(spec)
+    gold = {r["question"]: r["answer"][0] for r in train}
+    calls: list[int] = []
+
+    def fake_answer(gen, prompts, ids, **kw):
+        calls.append(len(prompts))
+        out = []
+        for m, i in zip(prompts, ids):
+            user = m[-1]["content"]
+            q = next(line[len("Question: "):] for line in user.splitlines() if line.startswith("Question: "))
+            top1 = "exact words from the passage:" in user  # sandwich-top1's wording (one passage)
+            out.append(Prediction(i, f"The code is {gold.get(q, '?')}." if top1 else "I do not know.", 10, 5))
+        return out
+
+    monkeypatch.setattr(rag_mod, "answer", fake_answer)
+    ctx = RunContext(spec, data, None, object(), cache_dir=tmp_path)
+    first = RagPipeline()
+    first.prepare(ctx)
+    assert first.reader == "sandwich-top1" and first.extractor != "raw"
+    r = first.race
+    assert r.generated == 16 and r.full == 64 and calls == [8, 8]
+    assert {a for a in r.dropped if a.startswith("sandwich-top2/")} == {f"sandwich-top2/{x}" for x in
+                                                                         rag_mod.EXTRACTORS}
+    assert "raced: 16 of 64" in first.reader_why
+    calls.clear()
+    second = RagPipeline()
+    second.prepare(ctx)
+    assert calls == [] and second.race.reused and (second.reader, second.extractor) == (first.reader, first.extractor)
