@@ -5,7 +5,7 @@ variant on a dev slice of the train set; generating the whole slice once per var
 the example's warm run (README: 63 s + 21 s of 165 s). Two ways to pay less:
 
 * **Racing** (Maron & Moore's races, with a paired t bound instead of Hoeffding's): the slice is
-  run in rounds (8, 8, then the rest); after each round every *arm* (a variant, or a variant x
+  run in rounds (16, then the rest); after each round every *arm* (a variant, or a variant x
   extraction pair, which is free once the variant's text is generated) is compared, item by item,
   with the leader. An arm whose mean paired difference has a one-sided upper bound below zero
   (``RACE_ALPHA``) cannot win at the slice's noise level and is dropped; a *run* (what costs a
@@ -13,8 +13,8 @@ the example's warm run (README: 63 s + 21 s of 165 s). Two ways to pay less:
   not generated: the best of its arms on the items seen wins. When no arm separates, every item
   is run, exactly as before. Only per-item metrics race (accuracy, token F1, ...); a metric with
   no per-item value (macro F1) runs the whole slice in one round. What it trades: a variant that
-  trails by more than the noise on the first 8-16 items but would have overtaken on the last
-  16-24 is not chosen (tests/test_choice.py; the note of issue 15 gives the measured cases).
+  trails by more than the noise on the first 16 items but would have overtaken on the last 16
+  is not chosen; and when nothing separates, two passes of 16 instead of one of 32 per variant (tests/test_choice.py; the note of issue 15 gives the measured cases).
 * **A choice cache** under the advisor home, keyed by everything that decides the outcome: the
   model, the decoding, the metric, the racing rules and every variant's rendered dev prompts and
   expected answers (so the demos, retrieved passages, instructions and labels). Identical inputs
@@ -34,7 +34,10 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 CHOICE_VERSION = 1  # bump when what a cached choice means changes
-RACE_ROUNDS = (8, 8)  # items per round before the last; the last round takes the rest
+# items per round before the last (the last takes the rest): one look at half of the 32-item slice.
+# Rounds of 8, 8, 16 dropped no variant on the example and cost more than one pass (batches of 8
+# generate fewer tokens/s than 32, and each round recomputes the prefix cache): issue 15 note.
+RACE_ROUNDS = (16,)
 RACE_ALPHA = 0.025  # one-sided: drop an arm when P(it is at least as good as the leader) < alpha
 
 PER_ITEM_METRICS = ("accuracy", "token_f1", "exact_match", "contains")  # the metrics that can race
