@@ -1,6 +1,6 @@
 """End to end: `advisor assess` on the bundled example (examples/acme-handbook/task.yaml).
 
-Three runs of the real CLI, each a subprocess, in one fresh temporary ADVISOR_HOME and runs folder:
+Four runs of the real CLI, each a subprocess, in one fresh temporary ADVISOR_HOME and runs folder:
 * cold   — empty advisor home: the bundled GGUF is converted to safetensors, the RAG index built;
 * warm   — `--fresh`: every stage recomputed, with the converted model (and index) cached;
 * rerun  — no flag, new run folder: every stage reused from the warm run.
