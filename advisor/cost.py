@@ -279,6 +279,7 @@ def estimate_pipeline_cost(
     train_seq_len: int | None = None,
     train_batch: int = 8,
     batch: int = 16,
+    memory_params: float | None = None,
 ) -> dict:
     """Setup, per-request, monthly cost and memory of one pipeline as a plain dict.
 
@@ -289,7 +290,10 @@ def estimate_pipeline_cost(
     the prompt length: an upper bound). finetune (LoRA) / full_finetune: training on ``hw``
     from 4·N·D / 6·N·D; a measured run is compared with the estimate for the device it ran on,
     and flagged when ``measured_load_per_core`` says the machine was busy with other work.
+    ``memory_params``: the parameters held in memory when they differ from the ones computing
+    each token (a mixture of experts holds every expert, uses a few); default ``n_params``.
     """
+    mem_n = memory_params or n_params
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     assumptions: list[str] = []
@@ -313,7 +317,7 @@ def estimate_pipeline_cost(
         out["prompt_tokens"], out["output_tokens"] = prompt_tokens, 0
     else:
         per_request = usd_per_request(n_params, prompt_tokens, output_tokens, hw, batch=batch)
-        memory = inference_memory_gb(n_params)
+        memory = inference_memory_gb(mem_n)
         out["prompt_tokens"], out["output_tokens"] = prompt_tokens, output_tokens
         assumptions.append(
             f"inference: 2·N FLOPs/token; prefill at {hw.infer_mfu:.0%} MFU, decode roofline "
@@ -389,12 +393,12 @@ def estimate_pipeline_cost(
                 f"activations: 34·s·b·h bytes/layer (s={seq}, b={train_batch}, flash attention)"
             )
         if kind == "finetune":
-            memory = lora_memory_gb(n_params, trainable_params, act)
-            out["qlora_memory_gb"] = qlora_memory_gb(n_params, trainable_params, act)
+            memory = lora_memory_gb(mem_n, trainable_params, act)
+            out["qlora_memory_gb"] = qlora_memory_gb(mem_n, trainable_params, act)
         else:
-            memory = full_ft_memory_gb(n_params, act)
+            memory = full_ft_memory_gb(mem_n, act)
             assumptions.append("full fine-tune: estimated only, never run")
-        out["serving_memory_gb"] = inference_memory_gb(n_params)
+        out["serving_memory_gb"] = inference_memory_gb(mem_n)
     else:
         out["serving_memory_gb"] = memory
 
@@ -406,6 +410,8 @@ def estimate_pipeline_cost(
         setup_usd=setup_seconds * setup_hw.usd_per_second,
         usd_per_request=per_request,
         usd_per_1k_requests=usd_per_1k(per_request),
+        # device-hours 1,000 requests occupy (serving), at the card's price: $/1k ÷ $/h
+        device_hours_per_1k=usd_per_1k(per_request) / serve_hw.usd_per_hour if serve_hw.usd_per_hour else None,
         monthly_usd=monthly_usd(per_request, requests_per_month) if requests_per_month is not None else None,
         memory_gb=memory,
         fits_memory=memory <= serve_hw.memory_gb,
@@ -413,3 +419,83 @@ def estimate_pipeline_cost(
     )
     return out
 
+
+
+# --- hosted endpoints: $/M tokens ------------------------------------------------------------
+
+# List prices (USD per million input / output tokens, standard tier, no caching or batch
+# discount) as published on April 2026 pricing summaries (promptunit.ai "GPT-4o-mini pricing",
+# pecollective.com "GPT-4o Mini pricing (April 2026)", losclouds.com GPT-4.1 mini). Prices
+# change: override them per candidate in the task (price_in / price_out).
+HOSTED_PRICES_DATE = "2026-04"
+HOSTED_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+}
+
+
+def hosted_price(model: str) -> tuple[float, float] | None:
+    """(input, output) $/M tokens of a known hosted model (provider prefix ignored), else None."""
+    key = model.strip().lower().split("/")[-1]
+    return HOSTED_PRICES.get(key)
+
+
+def token_usd_per_request(prompt_tokens: float, output_tokens: float, price_in: float, price_out: float) -> float:
+    """Dollars for one request at per-million-token prices."""
+    return (prompt_tokens * price_in + output_tokens * price_out) / 1e6
+
+
+def endpoint_pipeline_cost(
+    *, kind: str, prompt_tokens: float, output_tokens: float, price_in: float, price_out: float,
+    requests_per_month: float | None, price_source: str, query_tokens: float = 0.0,
+) -> dict:
+    """Cost of prompting/RAG on a hosted or served endpoint: measured tokens x token prices.
+
+    No setup (no GPU to rent, nothing trained); RAG's index build and query embedding run on
+    the local embedder and are small next to generation (not priced here).
+    """
+    per_request = token_usd_per_request(prompt_tokens, output_tokens, price_in, price_out)
+    return {
+        "kind": kind, "device": "endpoint", "prompt_tokens": prompt_tokens, "output_tokens": output_tokens,
+        "setup_seconds": 0.0, "setup_gpu_hours": 0.0, "setup_usd": 0.0,
+        "usd_per_request": per_request, "usd_per_1k_requests": usd_per_1k(per_request),
+        "monthly_usd": monthly_usd(per_request, requests_per_month) if requests_per_month is not None else None,
+        "memory_gb": 0.0, "serving_memory_gb": 0.0, "fits_memory": True,
+        "price_in_per_m": price_in, "price_out_per_m": price_out,
+        "assumptions": [
+            f"endpoint: ${price_in:g} / ${price_out:g} per million input / output tokens ({price_source}); "
+            "tokens as measured from the endpoint's responses; no setup cost",
+        ],
+    }
+
+
+# --- pretraining, for the contrast with fine-tuning -----------------------------------------
+
+
+def pretraining_cost(n_params: float, pretrain_tokens: float, hw: Hardware) -> dict:
+    """Compute of pretraining the base model: 6·N·D FLOPs on ``hw`` at its training MFU.
+
+    N is the parameters active per token (for a mixture of experts, the experts it uses), D the
+    published pretraining token count. GPU-hours are single-card hours (a real run spreads them
+    over thousands of cards); dollars at the card's hourly price.
+    """
+    flops = train_flops(n_params, pretrain_tokens, "full")
+    seconds = train_seconds(flops, hw)
+    return {
+        "flops": flops, "gpu_hours": seconds / SECONDS_PER_HOUR, "usd": seconds * hw.usd_per_second,
+        "tokens": float(pretrain_tokens), "n_params": float(n_params), "device": hw.name, "mfu": hw.train_mfu,
+    }
+
+
+def pretraining_ratio(finetune_usd: float, pretrain_usd: float) -> dict | None:
+    """How many times cheaper the fine-tune is than pretraining, and the power of ten: 1/10^k."""
+    import math
+
+    if finetune_usd <= 0 or pretrain_usd <= 0:
+        return None
+    ratio = pretrain_usd / finetune_usd
+    k = math.log10(ratio)
+    return {"times_cheaper": ratio, "log10": k, "text": f"1/10^{k:.1f} of pretraining the base model"}

@@ -104,11 +104,110 @@ class DataSpec(_Strict):
         return [_path_value(v)]
 
 
+class ModelFactsSpec(_Strict):
+    """What the task says about a model advisor cannot read: its size (and, optionally, shape)."""
+
+    params: float | None = Field(default=None, gt=0)
+    active_params: float | None = Field(default=None, gt=0)
+    n_layers: int | None = Field(default=None, ge=1)
+    hidden: int | None = Field(default=None, ge=1)
+    context: int | None = Field(default=None, ge=1)
+    pretrain_tokens: float | None = Field(default=None, gt=0)
+
+
+class EndpointSpec(_Strict):
+    """An OpenAI-compatible server as a candidate: a hosted API, or a team's vLLM / llama.cpp /
+    Ollama / TGI. The key is read from the environment variable named here, never from the file."""
+
+    base_url: str
+    model: str | None = None  # the server's model name (default: the candidate's name)
+    api_key_env: str | None = None
+    price_in: float | None = Field(default=None, ge=0)  # $ per million input tokens
+    price_out: float | None = Field(default=None, ge=0)  # $ per million output tokens
+    max_concurrency: int = Field(default=4, ge=1, le=64)
+    max_retries: int = Field(default=4, ge=0, le=10)
+    timeout_s: float = Field(default=60, gt=0)
+    choices: Literal["auto", "first_token", "generate"] = "auto"
+    tokenizer: str | None = None  # a local tokenizer for token counts in `advisor estimate`
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", v):
+            raise ValueError(f"{v!r} is not a server address; write e.g. http://127.0.0.1:8080/v1")
+        return v.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError(f"{v!r} is not an environment variable name; write the variable's name (e.g. OPENAI_API_KEY), "
+                             "never the key itself")
+        return v
+
+
+_FACT_KEYS = set(ModelFactsSpec.model_fields)
+_ENDPOINT_KEYS = set(EndpointSpec.model_fields)
+
+
 class ModelsSpec(_Strict):
     candidates: list[str] = Field(default_factory=lambda: [BUNDLED_LLM], min_length=1)
     embedding: str = BUNDLED_EMBEDDER
     selection_limit: int | None = Field(default=None, ge=1)
     trust_remote_code: bool = False
+    # filled from candidates written as mappings ({name: ..., params: ...} / {name: ..., base_url: ...})
+    endpoints: dict[str, EndpointSpec] = Field(default_factory=dict)
+    facts: dict[str, ModelFactsSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _candidate_mappings(cls, v: Any) -> Any:
+        """A candidate may be a mapping: its name stays in `candidates` (a list of names for every
+        consumer), its endpoint settings go to `endpoints`, its size to `facts`."""
+        if not isinstance(v, dict) or not isinstance(v.get("candidates"), list):
+            return v
+        v = dict(v)
+        names, endpoints, facts = [], dict(v.get("endpoints") or {}), dict(v.get("facts") or {})
+        for i, c in enumerate(v["candidates"]):
+            if not isinstance(c, dict):
+                names.append(c)
+                continue
+            name = c.get("name")
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"item {i} has no 'name'; write e.g. {{name: my-model, params: 8.0e9}}")
+            unknown = set(c) - _FACT_KEYS - _ENDPOINT_KEYS - {"name"}
+            if unknown:
+                raise ValueError(f"item {i} ('{name}') has unknown key(s) {', '.join(sorted(unknown))}; "
+                                 f"use params/pretrain_tokens or base_url/model/api_key_env/price_in/price_out")
+            ep = {k: c[k] for k in c if k in _ENDPOINT_KEYS}
+            fa = {k: c[k] for k in c if k in _FACT_KEYS}
+            if ep:
+                if "base_url" not in ep:
+                    raise ValueError(f"item {i} ('{name}') has endpoint settings but no base_url")
+                endpoints[name] = ep
+            if fa:
+                facts[name] = fa
+            if not ep and not fa:
+                raise ValueError(f"item {i} ('{name}') says nothing but its name; write it as a plain name")
+            names.append(name)
+        v["candidates"], v["endpoints"], v["facts"] = names, endpoints, facts
+        return v
+
+    @model_validator(mode="after")
+    def _unique(self) -> "ModelsSpec":
+        seen = set()
+        for c in self.candidates:
+            if c in seen:
+                raise ValueError(f"candidate '{c}' is listed twice; list each model once")
+            seen.add(c)
+        return self
+
+    def is_endpoint(self, name: str) -> bool:
+        return name in self.endpoints
+
+    @property
+    def local_candidates(self) -> list[str]:
+        return [c for c in self.candidates if c not in self.endpoints]
 
     @field_validator("candidates", mode="before")
     @classmethod

@@ -294,7 +294,11 @@ def resolve_paths(spec: TaskSpec, base: Path) -> None:
         spec.data.corpus = [_resolve(c, base) for c in spec.data.corpus]
     if isinstance(spec.labels, Path):
         spec.labels = _resolve(spec.labels, base)
-    spec.models.candidates = [_resolve_model(c, base) for c in spec.models.candidates]
+    m = spec.models
+    # endpoint candidates are server names, not paths; `facts` follow their model's resolved name
+    resolved = {c: c if c in m.endpoints else _resolve_model(c, base) for c in m.candidates}
+    m.facts = {resolved.get(k, k): v for k, v in m.facts.items()}
+    m.candidates = [resolved[c] for c in m.candidates]
     spec.models.embedding = _resolve_model(spec.models.embedding, base)
 
 

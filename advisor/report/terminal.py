@@ -128,22 +128,67 @@ def render(report: dict, console: Console | None = None) -> None:
     console.print(recommendation_panel(report))
 
 
-def estimate_table(est: dict, width: int = WIDE) -> Table:
-    est = shown(est)
-    hw = est["hardware"]
-    narrow = width < 100
-    table = Table(title=f"Estimate for {escape(str(est['task']))} on {hw['name']} (${hw['usd_per_hour']:.2f}/h), "
-                        f"{est['requests_per_month']:,} requests/month — {est['note']}")
-    cols = (("pipeline", "tok", "GPU-h", "setup $", "$/1k", "$/month", "GB") if narrow else
-            ("pipeline", "prompt tok", "setup GPU-h", "setup $", "$ / 1k req", "monthly $", "memory GB"))
+def _estimate_rows(title: str, pipelines: dict, narrow: bool) -> Table:
+    table = Table(title=title)
+    cols = (("pipeline", "tok", "GPU-h", "setup $", "GPU-h/1k", "$/1k", "$/month", "GB", "QLoRA GB") if narrow else
+            ("pipeline", "prompt tok", "setup GPU-h", "setup $", "GPU-h / 1k req", "$ / 1k req", "monthly $",
+             "memory GB", "QLoRA GB"))
     for col in cols:
         table.add_column(col, justify="left" if col == "pipeline" else "right", no_wrap=True)
     names = {} if narrow else {**NAMES, "full_finetune": "Full fine-tune"}
-    for name, c in est["pipelines"].items():
-        table.add_row(names.get(name, name), fmt(c.get("prompt_tokens"), 0), f"{c.get('setup_gpu_hours') or 0:.2g}",
-                      fmt_usd(c.get("setup_usd")), fmt_usd(c.get("usd_per_1k_requests")),
-                      fmt_usd(c.get("monthly_usd")), fmt(c.get("memory_gb"), 2))
+    for name, c in pipelines.items():
+        table.add_row(names.get(name, name), fmt(c.get("prompt_tokens"), 0), f"{c.get('setup_gpu_hours') or 0:.3g}",
+                      fmt_usd(c.get("setup_usd")),
+                      f"{c['device_hours_per_1k']:.3g}" if c.get("device_hours_per_1k") is not None else "",
+                      fmt_usd(c.get("usd_per_1k_requests")), fmt_usd(c.get("monthly_usd")), fmt(c.get("memory_gb"), 2),
+                      fmt(c.get("qlora_memory_gb"), 2) if c.get("qlora_memory_gb") else "")
     return table
+
+
+def pretraining_line(pre: dict | None) -> str | None:
+    """'Pretraining 8.0B on 15T tokens: 7.2e23 FLOPs ... this LoRA costs 1/10^6.1 of it'."""
+    if not pre:
+        return None
+    line = (f"Pretraining the base model: 6·N·D = 6 × {pre['n_params'] / 1e9:.2f}B × {pre['tokens'] / 1e12:g}T tokens "
+            f"= {pre['flops']:.2e} FLOPs = {pre['gpu_hours']:,.0f} {pre['device']}-hours at {pre['mfu']:.0%} MFU "
+            f"≈ ${pre['usd']:,.0f}")
+    if pre.get("ratio"):
+        line += f"; this LoRA costs {pre['ratio']['text']} (÷{pre['ratio']['times_cheaper']:,.0f})"
+    return line
+
+
+def estimate_table(est: dict, width: int = WIDE):
+    """One table per candidate (its size, tokenizer and the pretraining contrast beneath)."""
+    est = shown(est)  # secrets redacted and terminal escapes removed from everything shown
+    hw = est["hardware"]
+    narrow = width < 100
+    head = (f"Estimate for {est['task']} on {hw['name']} (${hw['usd_per_hour']:.2f}/h), "
+            f"{est['requests_per_month']:,} requests/month — {est['note']}")
+    cands = est.get("candidates") or [{"model": est.get("base_model"), "pipelines": est["pipelines"],
+                                       "n_params": est.get("n_params"), "kind": "local"}]
+    parts: list = [Text(head, style="bold")]
+    for c in cands:
+        size = ""
+        if c.get("n_params"):
+            size = f" — {c['n_params'] / 1e9:.2f}B params"
+            if c.get("active_params") and c["active_params"] != c["n_params"]:
+                size += f" ({c['active_params'] / 1e9:.2f}B active)"
+        kind = " (endpoint)" if c.get("kind") == "endpoint" else ""
+        parts.append(_estimate_rows(f"{escape(str(c['model']))}{kind}{size}", c["pipelines"], narrow))
+        extra = []
+        if c.get("facts"):
+            extra.append(f"size from: {c['facts']['source']}")
+        if c.get("tokenizer"):
+            extra.append(f"tokens: {c['tokenizer']}")
+        line = pretraining_line(c.get("pretraining"))
+        if line:
+            extra.append(line)
+        elif c.get("kind") == "local" and c.get("facts"):
+            extra.append("pretraining tokens not published/known for this model: no pretraining contrast")
+        extra += c.get("notes", [])
+        if extra:
+            parts.append(Text("\n".join(extra), style="dim"))
+    return Group(*parts)
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
