@@ -153,6 +153,7 @@ class Assessment:
     data: TaskData | None = None
     results: dict[str, dict] = field(default_factory=dict)
     _llms: dict[str, Any] = field(default_factory=dict)
+    base_model: str | None = None  # chosen by select_base_model (an endpoint or a local model)
 
     # ------------------------------------------------------------------ set-up
     def validate(self) -> None:
@@ -163,7 +164,10 @@ class Assessment:
             self.spec.finetune.mode = self.finetune_mode  # type: ignore[assignment]
         self.data = load_task_data(self.spec)
         for name in self.spec.models.candidates:
-            models.check_available(name, "llm")
+            if self.spec.models.is_endpoint(name):
+                self.llm(name)[1].client.check()  # reachable, key accepted, model known: before any work
+            else:
+                models.check_available(name, "llm")
         if self._needs_embedder():
             models.check_available(self.spec.models.embedding, "embedding")
         check_home(models.advisor_home())
@@ -174,6 +178,9 @@ class Assessment:
         return bool(d and (d.corpus or d.train))
 
     def llm(self, name: str):
+        """(model, generator) for a candidate; an endpoint candidate gets an endpoint-backed generator."""
+        if name not in self._llms and self.spec.models.is_endpoint(name):
+            self._llms[name] = self._endpoint(name)
         if name not in self._llms:
             from pipelines.generation import Generator
 
@@ -186,6 +193,28 @@ class Assessment:
             )
             self._llms[name] = (loaded, Generator(loaded, progress=self.progress))
         return self._llms[name]
+
+    def _endpoint(self, name: str):
+        from pipelines.endpoint import EndpointClient, EndpointGenerator
+
+        from .models import advisor_home
+
+        ep = self.spec.models.endpoints[name]
+        gen = EndpointGenerator(EndpointClient(name, ep, advisor_home()), choices=ep.choices, progress=self.progress)
+        facts = self._endpoint_facts(name)
+        if facts is not None:
+            gen.llm.n_params, gen.llm.n_layers, gen.llm.hidden = facts.params, facts.n_layers, facts.hidden
+        return gen.llm, gen
+
+    def _endpoint_facts(self, name: str):
+        """Size of the model behind an endpoint when it is an open model advisor knows (else None)."""
+        from .model_facts import model_facts
+
+        ep = self.spec.models.endpoints[name]
+        try:
+            return model_facts(ep.model or name, self.spec.models.facts.get(name))
+        except AdvisorError:
+            return None
 
     def _context(self, llm_name: str | None):
         from pipelines.base import RunContext
@@ -266,6 +295,7 @@ class Assessment:
             atomic_write_text(log, redact(traceback.format_exc()))
             return {"status": "failed", "reason": redact(f"{type(e).__name__}: {e}"[:300]) + f" (traceback: {log})"}
         out.timings = {"prepare": round(prep, 3), **out.timings, "total": round(time.perf_counter() - t0, 3)}
+        self._endpoint_details(llm_name, out)
         return self._score(name, out, examples)
 
     def _context_notes(self, llm_name: str | None, out) -> list[str]:
@@ -281,6 +311,15 @@ class Assessment:
             return []
         return [f"{cut} of {len(out.predictions)} prompts were longer than the model's {gen.max_context}-token context "
                 f"and were cut to their last {limit} tokens (scored and priced as cut)"]
+
+    def _endpoint_details(self, llm_name: str | None, out) -> None:
+        if llm_name and self.spec.models.is_endpoint(llm_name):
+            stats = self.llm(llm_name)[1].take_stats()
+            out.details["endpoint"] = {"model": llm_name, **stats}
+            if "unparsed_rate" in stats:
+                out.notes.append(f"choices on the endpoint: {stats['choice_methods']} "
+                                 f"(first_token = label ranked by the first answer token's log-probabilities; "
+                                 f"generate = short answer matched to a label); unparsed {stats['unparsed_rate']:.1%}")
 
     def _base_key(self, *sections: str, model: str | None = None, **extra) -> dict:
         return {
@@ -309,15 +348,43 @@ class Assessment:
                 out = pipe.predict(examples)
                 res = self._score("prompting", out, examples)
                 llm, _ = self.llm(name)
+                self._endpoint_details(name, out)
                 table.append({"model": name, "score": res["score"], "ci": res["ci"], "n": res["n"],
-                              "params": llm.n_params, "seconds": out.timings.get("predict")})
+                              "params": llm.n_params, "seconds": out.timings.get("predict"),
+                              "endpoint": self.spec.models.is_endpoint(name),
+                              "usd_per_1k_requests": self._usd_per_1k(name, out.usage)})
                 self._llms.pop(name, None)  # free memory; the chosen one is reloaded
-            best = max(table, key=lambda r: (r["score"], -r["params"]))  # ties -> smaller
+            # ties -> smaller (an endpoint of unknown size counts as the largest)
+            best = max(table, key=lambda r: (r["score"], -(r["params"] or float("inf"))))
             for r in table:
                 r["chosen"] = r is best
             return {"chosen": best["model"], "table": table}
 
         return self._stage(store, "select", key, compute)
+
+    def _usd_per_1k(self, name: str, usage: dict) -> float | None:
+        """$ per 1,000 zero-shot requests of a candidate, from its measured tokens: token prices for
+        an endpoint, the cost model on the task's card for a local model."""
+        p, o = usage.get("prompt_tokens_mean", 0), usage.get("output_tokens_mean", 0)
+        hw = cost.get_hardware(self.spec.hardware.gpu, self.spec.hardware.usd_per_hour)
+        if self.spec.models.is_endpoint(name):
+            from .estimate import endpoint_rows
+
+            row = endpoint_rows(self.spec, name, self._endpoint_facts(name), p, None, o, hw)["prompting"]
+            return round(row["usd_per_1k_requests"], 6)
+        n = self.llm(name)[0].n_params
+        return round(cost.usd_per_1k(cost.usd_per_request(n, p, o, hw)), 6) if n else None
+
+    def finetune_base(self, base: str, selection: dict) -> str | None:
+        """The model a LoRA trains: the base model, or, when that is an endpoint (not fine-tunable),
+        the best-scoring local candidate (None when every candidate is an endpoint)."""
+        models = self.spec.models
+        if not models.is_endpoint(base):
+            return base
+        local = [r for r in selection["table"] if not models.is_endpoint(r["model"])]
+        if not local:
+            return None
+        return max(local, key=lambda r: (r.get("score") or 0, -(r.get("params") or 0)))["model"]
 
     def run(self) -> dict:
         if self.data is None:
@@ -358,21 +425,30 @@ class Assessment:
         mode = spec.finetune.mode
         outcomes = self._outcomes()
         run_ft, why = decide.should_run_finetune(mode, outcomes, spec.target.min)
-        if not data.train:
+        ft_base = self.finetune_base(base, selection)
+        if ft_base is None:
+            res["finetune"] = self._skip("every candidate is an endpoint; fine-tuning needs a local model "
+                                         "(add one to models.candidates)")
+        elif not data.train:
             res["finetune"] = self._skip("no train set")
         elif len(data.train) < MIN_TRAIN_FOR_FINETUNE:
             res["finetune"] = self._skip(f"{len(data.train)} train examples; fine-tuning needs {MIN_TRAIN_FOR_FINETUNE}")
         elif not run_ft:
             res["finetune"] = self._skip(why)
         else:
-            key = stage_key("finetune", **self._base_key("prompting", "finetune", model=base))
-            res["finetune"] = self._stage(store, "finetune", key, lambda: self._run_pipeline("finetune", base),
+            key = stage_key("finetune", **self._base_key("prompting", "finetune", model=ft_base))
+            res["finetune"] = self._stage(store, "finetune", key, lambda: self._run_pipeline("finetune", ft_base),
                                           artifacts=["adapter"])
             res["finetune"].setdefault("notes", []).append(f"run because: {why}")
+            if ft_base != base:
+                res["finetune"]["notes"].append(f"trained on {ft_base}, the best local candidate: {base} is an "
+                                                "endpoint, and an endpoint is prompted, not fine-tuned")
 
         # 5. cost and decision (cheap: always recomputed)
-        llm_params, llm_shape = self._llm_shape(base)
+        self.base_model = base
+        llm_params, llm_shape = self._llm_shape(ft_base or base)
         costs = self.costs(llm_params, llm_shape)
+        costs["pretraining"] = self._pretraining_contrast(ft_base, costs)
         for name, c in costs["pipelines"].items():
             if res.get(name, {}).get("status") == "ok":
                 res[name]["cost"] = c
@@ -437,6 +513,14 @@ class Assessment:
             elif name == "rag":
                 kw.update(index_seconds=r.get("timings", {}).get("index", 0.0), embed_params=embed_params,
                           query_tokens=u.get("query_tokens_mean", 0), corpus_tokens=u.get("corpus_tokens", 0))
+            if name in ("prompting", "rag") and spec.models.is_endpoint(self.base_model or ""):
+                from .estimate import endpoint_rows
+
+                base = self.base_model
+                rows = endpoint_rows(spec, base, self._endpoint_facts(base), kw["prompt_tokens"],
+                                     kw["prompt_tokens"], kw["output_tokens"], hw)
+                out[name] = {**rows["rag" if name == "rag" else "prompting"], "kind": name}
+                continue
             elif name == "finetune":
                 kw.update(train_tokens=u.get("train_tokens_total", 0), trainable_params=u.get("trainable_params", 0),
                           measured_train_seconds=u.get("train_seconds"), measured_device=u.get("device_hardware"),
@@ -446,7 +530,7 @@ class Assessment:
         full = None
         ft = self.results.get("finetune", {})
         train_tokens = ft.get("usage", {}).get("train_tokens_total") or self._planned_train_tokens()
-        if train_tokens:
+        if train_tokens and n_params:
             full = cost.estimate_pipeline_cost(
                 kind="full_finetune", n_params=n_params,
                 prompt_tokens=self._serving_prompt_tokens(),
@@ -455,6 +539,29 @@ class Assessment:
             )
         return {"hardware": {"name": hw.name, "usd_per_hour": hw.usd_per_hour, "peak_flops": hw.peak_flops},
                 "pipelines": out, "full_finetune_estimate": full}
+
+    def _pretraining_contrast(self, model: str | None, costs: dict) -> dict | None:
+        """The seed's contrast: pretraining the fine-tuned model's base (6·N·D_pretrain) beside the
+        LoRA's setup cost, when the pretraining token count is published."""
+        from .estimate import _pretraining
+        from .model_facts import model_facts
+
+        if not model:
+            return None
+        try:
+            facts = model_facts(model, self.spec.models.facts.get(model), self.spec.models.trust_remote_code)
+        except AdvisorError:
+            return None
+        hw = cost.get_hardware(self.spec.hardware.gpu, self.spec.hardware.usd_per_hour)
+        ft = costs["pipelines"].get("finetune")
+        if ft is None and costs.get("full_finetune_estimate"):  # no LoRA run: price the planned one
+            planned = self._planned_train_tokens()
+            ft = {"setup_usd": cost.train_seconds(cost.train_flops(facts.active_params, planned, "lora"), hw)
+                  * hw.usd_per_second} if planned else None
+        out = _pretraining(facts, hw, ft)
+        if out:
+            out["model"] = model
+        return out
 
     def _serving_prompt_tokens(self) -> float:
         """A fine-tuned model is served with the zero-shot prompt (no demos, no passages)."""

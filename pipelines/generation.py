@@ -14,6 +14,7 @@ choice, and how a deployment would constrain the output.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
@@ -38,6 +39,8 @@ class ChoiceResult:
     label: str
     logprobs: list[float]  # one per choice, in the order given
     prompt_tokens: int
+    output_tokens: int | None = None  # None: the label's own tokens (local scoring generates nothing)
+    extra: dict | None = None  # e.g. how an endpoint chose the label
 
 
 def length_batches(lengths: Sequence[int], max_batch: int, max_tokens: int) -> list[list[int]]:
@@ -306,8 +309,10 @@ def answer(
             raise ValueError("choices decoding needs labels")
         scored = gen.score_choices(prompts, labels, desc=desc)
         return [
-            Prediction(i, r.label, r.prompt_tokens, len(gen.choice_ids([r.label])[0]),
-                       extra={"label_logprobs": [round(x, 4) for x in r.logprobs]})
+            Prediction(i, r.label, r.prompt_tokens,
+                       r.output_tokens if r.output_tokens is not None else len(gen.choice_ids([r.label])[0]),
+                       extra={"label_logprobs": [round(x, 4) if math.isfinite(x) else None for x in r.logprobs],
+                              **(r.extra or {})})
             for i, r in zip(ids, scored)
         ]
     gens = gen.generate(prompts, max_new_tokens, desc=desc)

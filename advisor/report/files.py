@@ -28,6 +28,18 @@ def fmt_sig(x: float | None, digits: int = 3) -> str:
     return "0" if x == 0 else f"{x:.{digits}g}"
 
 
+def pretraining_line(pre: dict | None) -> str | None:
+    """'Pretraining 8.0B on 15T tokens: 7.2e23 FLOPs ... this LoRA costs 1/10^6.1 of it'."""
+    if not pre:
+        return None
+    line = (f"Pretraining the base model: 6·N·D = 6 × {pre['n_params'] / 1e9:.2f}B × {pre['tokens'] / 1e12:g}T tokens "
+            f"= {pre['flops']:.2e} FLOPs = {pre['gpu_hours']:,.0f} {pre['device']}-hours at {pre['mfu']:.0%} MFU "
+            f"≈ ${pre['usd']:,.0f}")
+    if pre.get("ratio"):
+        line += f"; this LoRA costs {pre['ratio']['text']} (÷{pre['ratio']['times_cheaper']:,.0f})"
+    return line
+
+
 def training_time_line(report: dict) -> str | None:
     """The LoRA run's estimated vs measured training time, where the cost model could compare
     them (the issue's "estimated vs measured"), with the contention warning when there was one."""
@@ -129,6 +141,9 @@ def to_markdown(report: dict) -> str:
             f"- setup {fmt_sig(full.get('setup_gpu_hours'))} GPU-hours ≈ {fmt_usd(full.get('setup_usd'))}, "
             f"memory ≈ {fmt(full.get('memory_gb'), 2)} GB",
         ]
+    pre = (report.get("costs") or {}).get("pretraining")
+    if pre:
+        lines += ["", "## Pretraining vs fine-tuning", "", f"- {pretraining_line(pre)}"]
     timing = training_time_line(report)
     if timing:
         lines += ["", "## Training time: estimated vs measured", "", f"- {timing}"]

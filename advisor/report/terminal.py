@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..environment import shown
-from .files import NAMES, fmt, fmt_sig, fmt_usd, training_time_line
+from .files import NAMES, fmt, fmt_sig, fmt_usd, pretraining_line, training_time_line
 
 STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
 
@@ -97,10 +97,12 @@ def selection_table(report: dict) -> Table | None:
     if len(rows) < 2:
         return None
     table = Table(title="Base-model selection (zero-shot)")
-    for col in ("model", "score", "95% CI", "params", "chosen"):
+    for col in ("model", "score", "95% CI", "params", "$ / 1k req", "chosen"):
         table.add_column(col)
     for r in rows:
-        table.add_row(escape(str(r["model"])), fmt(r.get("score")), _ci(r.get("ci")), f"{r.get('params', 0) / 1e6:.0f} M",
+        params = f"{r['params'] / 1e6:,.0f} M" if r.get("params") else "?"
+        name = r["model"] + (" (endpoint)" if r.get("endpoint") else "")
+        table.add_row(escape(name), fmt(r.get("score")), _ci(r.get("ci")), params, fmt_usd(r.get("usd_per_1k_requests")),
                       "✓" if r.get("chosen") else "")
     return table
 
@@ -120,6 +122,9 @@ def render(report: dict, console: Console | None = None) -> None:
             f"{fmt_usd(full.get('setup_usd'))}, ~{fmt(full.get('memory_gb'), 2)} GB "
             f"on {report['costs']['hardware']['name']}"
         )
+    pre = pretraining_line((report.get("costs") or {}).get("pretraining"))
+    if pre:
+        console.print(pre, markup=False, highlight=False)
     timing = training_time_line(report)
     if timing:
         console.print(timing, markup=False, highlight=False)
@@ -143,18 +148,6 @@ def _estimate_rows(title: str, pipelines: dict, narrow: bool) -> Table:
                       fmt_usd(c.get("usd_per_1k_requests")), fmt_usd(c.get("monthly_usd")), fmt(c.get("memory_gb"), 2),
                       fmt(c.get("qlora_memory_gb"), 2) if c.get("qlora_memory_gb") else "")
     return table
-
-
-def pretraining_line(pre: dict | None) -> str | None:
-    """'Pretraining 8.0B on 15T tokens: 7.2e23 FLOPs ... this LoRA costs 1/10^6.1 of it'."""
-    if not pre:
-        return None
-    line = (f"Pretraining the base model: 6·N·D = 6 × {pre['n_params'] / 1e9:.2f}B × {pre['tokens'] / 1e12:g}T tokens "
-            f"= {pre['flops']:.2e} FLOPs = {pre['gpu_hours']:,.0f} {pre['device']}-hours at {pre['mfu']:.0%} MFU "
-            f"≈ ${pre['usd']:,.0f}")
-    if pre.get("ratio"):
-        line += f"; this LoRA costs {pre['ratio']['text']} (÷{pre['ratio']['times_cheaper']:,.0f})"
-    return line
 
 
 def estimate_table(est: dict, width: int = WIDE):
