@@ -352,6 +352,8 @@ class Assessment:
                 table.append({"model": name, "score": res["score"], "ci": res["ci"], "n": res["n"],
                               "params": llm.n_params, "seconds": out.timings.get("predict"),
                               "endpoint": self.spec.models.is_endpoint(name),
+                              "prompt_tokens_mean": out.usage.get("prompt_tokens_mean"),
+                              "output_tokens_mean": out.usage.get("output_tokens_mean"),
                               "usd_per_1k_requests": self._usd_per_1k(name, out.usage)})
                 self._llms.pop(name, None)  # free memory; the chosen one is reloaded
             # ties -> smaller (an endpoint of unknown size counts as the largest)

@@ -146,6 +146,17 @@ class EndpointSpec(_Strict):
         return v
 
 
+def _checked(model: type[BaseModel], values: dict, i: int, name: str) -> BaseModel:
+    """Validate a candidate mapping's part here, so an error names the candidate the user wrote."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        e = err.errors()[0]
+        field = ".".join(str(x) for x in e["loc"])
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        raise ValueError(f"candidates item {i} ('{name}'), {field}: {msg}") from None
+
+
 _FACT_KEYS = set(ModelFactsSpec.model_fields)
 _ENDPOINT_KEYS = set(EndpointSpec.model_fields)
 
@@ -174,21 +185,21 @@ class ModelsSpec(_Strict):
                 continue
             name = c.get("name")
             if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"item {i} has no 'name'; write e.g. {{name: my-model, params: 8.0e9}}")
+                raise ValueError(f"candidates item {i} has no 'name'; write e.g. {{name: my-model, params: 8.0e9}}")
             unknown = set(c) - _FACT_KEYS - _ENDPOINT_KEYS - {"name"}
             if unknown:
-                raise ValueError(f"item {i} ('{name}') has unknown key(s) {', '.join(sorted(unknown))}; "
+                raise ValueError(f"candidates item {i} ('{name}') has unknown key(s) {', '.join(sorted(unknown))}; "
                                  f"use params/pretrain_tokens or base_url/model/api_key_env/price_in/price_out")
             ep = {k: c[k] for k in c if k in _ENDPOINT_KEYS}
             fa = {k: c[k] for k in c if k in _FACT_KEYS}
             if ep:
                 if "base_url" not in ep:
-                    raise ValueError(f"item {i} ('{name}') has endpoint settings but no base_url")
-                endpoints[name] = ep
+                    raise ValueError(f"candidates item {i} ('{name}') has endpoint settings but no base_url")
+                endpoints[name] = _checked(EndpointSpec, ep, i, name)
             if fa:
-                facts[name] = fa
+                facts[name] = _checked(ModelFactsSpec, fa, i, name)
             if not ep and not fa:
-                raise ValueError(f"item {i} ('{name}') says nothing but its name; write it as a plain name")
+                raise ValueError(f"candidates item {i} ('{name}') says nothing but its name; write it as a plain name")
             names.append(name)
         v["candidates"], v["endpoints"], v["facts"] = names, endpoints, facts
         return v

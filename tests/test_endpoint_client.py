@@ -151,3 +151,40 @@ def test_first_token_choice_ranks_labels_by_the_token_that_begins_them():
     assert first_token_choice({"very": -0.1}, ["very good", "very bad"])[0] is None
     assert first_token_choice(None, ["a", "b"]) == (None, [None, None])
     assert not math.isnan(first_token_choice({" Neg": -0.5}, ["negative"])[1][0])
+
+
+# ------------------------------------------------------------------------------------------------
+# the task file: candidates as mappings
+
+
+def _load(tmp_path, models_yaml):
+    from advisor import spec
+
+    (tmp_path / "eval.jsonl").write_text('{"text": "a", "label": "x"}\n')
+    (tmp_path / "task.yaml").write_text(
+        "name: t\ntype: classification\ndata: {eval: eval.jsonl}\ntarget: {metric: accuracy, min: 0.5}\n" + models_yaml)
+    return spec.load(tmp_path / "task.yaml")
+
+
+def test_candidates_mix_names_sizes_and_endpoints(tmp_path):
+    s = _load(tmp_path, "models:\n  candidates:\n    - bundled:smollm2-135m-instruct\n"
+                        "    - {name: acme/private-7b, params: 7.2e9}\n"
+                        "    - {name: gpt-4o-mini, base_url: 'https://api.openai.com/v1', api_key_env: OPENAI_API_KEY}\n")
+    m = s.models
+    assert m.candidates == ["bundled:smollm2-135m-instruct", "acme/private-7b", "gpt-4o-mini"]
+    assert m.facts["acme/private-7b"].params == 7.2e9
+    assert m.is_endpoint("gpt-4o-mini") and m.endpoints["gpt-4o-mini"].api_key_env == "OPENAI_API_KEY"
+    assert m.local_candidates == ["bundled:smollm2-135m-instruct", "acme/private-7b"]
+
+
+@pytest.mark.parametrize("item, needle", [
+    ("{name: x, base_url: 'not a url'}", "not a server address"),
+    ("{name: x, base_url: 'http://h/v1', api_key_env: 'sk-abc 123'}", "not an environment variable name"),
+    ("{name: x, parms: 7e9}", "unknown key"),
+    ("{params: 7e9}", "has no 'name'"),
+    ("{name: x, model: y}", "no base_url"),
+])
+def test_bad_candidate_mappings_are_one_line(tmp_path, item, needle):
+    with pytest.raises(AdvisorError) as e:
+        _load(tmp_path, f"models:\n  candidates:\n    - {item}\n")
+    assert needle in str(e.value) and "\n" not in str(e.value) and "candidates item 0" in str(e.value)
