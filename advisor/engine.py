@@ -200,7 +200,13 @@ class Assessment:
         from .models import advisor_home
 
         ep = self.spec.models.endpoints[name]
-        gen = EndpointGenerator(EndpointClient(name, ep, advisor_home()), choices=ep.choices, progress=self.progress)
+        tok = None
+        if ep.tokenizer and self.spec.decoding == "choices":
+            from .models import load_tokenizer
+
+            tok = load_tokenizer(ep.tokenizer, self.spec.models.trust_remote_code)
+        gen = EndpointGenerator(EndpointClient(name, ep, advisor_home()), choices=ep.choices, progress=self.progress,
+                                tokenizer=tok)
         facts = self._endpoint_facts(name)
         if facts is not None:
             gen.llm.n_params, gen.llm.n_layers, gen.llm.hidden = facts.params, facts.n_layers, facts.hidden

@@ -127,8 +127,10 @@ class EndpointSpec(_Strict):
     max_concurrency: int = Field(default=4, ge=1, le=64)
     max_retries: int = Field(default=4, ge=0, le=10)
     timeout_s: float = Field(default=60, gt=0)
-    choices: Literal["auto", "first_token", "generate"] = "auto"
-    tokenizer: str | None = None  # a local tokenizer for token counts in `advisor estimate`
+    choices: Literal["auto", "prompt_logprobs", "first_token", "generate"] = "auto"
+    # a local copy of the served model's tokenizer (a folder, HF id in the cache or bundled: name):
+    # token counts in `advisor estimate`, and exact label likelihoods from prompt log-probabilities
+    tokenizer: str | None = None
 
     @field_validator("base_url")
     @classmethod

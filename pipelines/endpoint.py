@@ -14,10 +14,13 @@ Two layers:
 
 * `EndpointGenerator` — the same interface as pipelines.generation.Generator (`generate`,
   `score_choices`), so prompting and RAG run unchanged, with the same prompts, metrics and
-  statistics. Classification with `choices` decoding: the first answer token's log-probabilities
-  where the server returns them (labels ranked by the best top-k token that begins them), else
-  (or when no label is among the top tokens) short generation mapped onto a label; which method
-  answered each item, and how many answers matched no label, are reported.
+  statistics. Classification with `choices` decoding, best method first: each label's exact likelihood
+  ("<label><end of turn>" after the prompt, as the local Generator scores it) from the server's
+  prompt log-probabilities (completions + echo: vLLM, llama.cpp), when the served model's
+  tokenizer is known locally to render its chat template; else the first answer token's top
+  log-probabilities (labels ranked by the best token that begins them); else (or when no label is
+  among the top tokens) a short generation matched to a label. Which method answered each item,
+  and how many answers matched no label, are reported.
 """
 
 from __future__ import annotations
@@ -196,6 +199,47 @@ class EndpointClient:
             self.stats.completion_tokens += out.usage.completion_tokens
         return out
 
+    def prompt_logprobs(self, text: str) -> tuple[list[float | None], int] | None:
+        """(log-probabilities of the tokens of `text` as the server scores it, ending with its last
+        token; the number of prompt tokens), from the completions endpoint with echo + logprobs
+        (vLLM; llama.cpp with logits_all); None when the server returns no prompt log-probabilities."""
+        payload: dict[str, Any] = {"model": self.model, "prompt": text, "max_tokens": 1, "temperature": 0,
+                                   "echo": True, "logprobs": 1, "_kind": "completion"}
+        key = self._key(payload)
+        data = self._cached(key)
+        cached = data is not None
+        if data is None:
+            import openai
+
+            body = {k: v for k, v in payload.items() if k != "_kind"}
+            try:
+                resp = self._client.completions.create(**body)
+            except (openai.BadRequestError, openai.NotFoundError, openai.UnprocessableEntityError) as e:
+                if re.search(r"context|too long|maximum.*length|exceed", str(e), re.I):
+                    raise self._error(e) from None
+                return None  # no completions endpoint / no echo: the caller uses another method
+            except Exception as e:  # noqa: BLE001
+                raise self._error(e) from None
+            lp = getattr(resp.choices[0], "logprobs", None)
+            values = list(getattr(lp, "token_logprobs", None) or [])
+            usage = resp.usage
+            data = {"logprobs": values,
+                    "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+                    "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}
+            self._store(key, data)
+        with self._lock:
+            self.stats.requests += 1
+            self.stats.cached += cached
+            self.stats.prompt_tokens += data["prompt_tokens"]
+            self.stats.completion_tokens += data["completion_tokens"]
+        # the echo ends with the generated token(s): drop them; what is left ends with the prompt's
+        # last token (servers differ at the start: llama.cpp omits the first token, vLLM gives None)
+        n, gen = data["prompt_tokens"], data["completion_tokens"]
+        values = data["logprobs"][: len(data["logprobs"]) - gen] if gen else data["logprobs"]
+        if n < 2 or len(values) < 2 or all(v is None for v in values[1:]):
+            return None
+        return values, n
+
     @staticmethod
     def _record(resp) -> dict:
         choice = resp.choices[0]
@@ -305,13 +349,39 @@ class EndpointModel:
 class EndpointGenerator:
     """Drop-in for pipelines.generation.Generator on an endpoint (no local model, no KV cache)."""
 
-    def __init__(self, client: EndpointClient, *, choices: str = "auto", progress: ProgressFn = no_progress):
+    def __init__(self, client: EndpointClient, *, choices: str = "auto", progress: ProgressFn = no_progress,
+                 tokenizer: Any = None):
         self.client = client
         self.choices_mode = choices
         self.progress = progress
         self.llm = EndpointModel(client.name)
         # the server never cuts a prompt (an over-long one is an error, reported as such)
         self.max_context = 10**9
+        # the served model's tokenizer, when known locally: its chat template renders the prompt the
+        # server would build, so each label's exact likelihood can be read from prompt log-probs
+        self.tok = tokenizer
+
+    def _label_likelihoods(self, messages: Messages, choices: Sequence[str]) -> tuple[list[float], int, list[int]] | None:
+        """log p(label + end of turn | prompt) per label, from the server's prompt log-probabilities:
+        the same quantity the local Generator ranks labels by. None when the server cannot say."""
+        rendered = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        end = self.tok.eos_token or ""
+        base = self.client.prompt_logprobs(rendered)  # how many tokens the server makes of the prompt
+        if base is None:
+            return None
+        n0 = base[1]
+        scores, lengths = [], []
+        for c in choices:
+            got = self.client.prompt_logprobs(rendered + c + end)
+            if got is None:
+                return None
+            values, n = got
+            tail = values[-(n - n0):] if n > n0 else []  # the label's tokens and the end of turn
+            if not tail or any(v is None for v in tail):
+                return None
+            scores.append(float(sum(tail)))
+            lengths.append(len(tail))
+        return scores, n0, lengths
 
     def generate(self, prompts: Sequence[Messages], max_new_tokens: int, desc: str = "generating") -> list[Generation]:
         res = self.client.chat_many(prompts, max_tokens=max_new_tokens, progress=self.progress, desc=desc)
@@ -322,11 +392,27 @@ class EndpointGenerator:
         stats = self.client.stats
         results: list[ChoiceResult | None] = [None] * len(prompts)
         todo = list(range(len(prompts)))
-        if self.choices_mode in ("auto", "first_token"):
-            res = self.client.chat_many(prompts, max_tokens=1, top_logprobs=TOP_LOGPROBS, progress=self.progress,
-                                        desc=f"{desc} (first-token log-probs)")
+        if self.choices_mode in ("auto", "prompt_logprobs") and self.tok is not None and todo:
+            self.progress(f"{desc} (label likelihood from prompt log-probs)", 0, len(prompts))
+            with ThreadPoolExecutor(max_workers=self.client.spec.max_concurrency) as pool:
+                exact = list(pool.map(lambda m: self._label_likelihoods(m, choices), prompts))
             todo = []
-            for i, r in enumerate(res):
+            for i, got in enumerate(exact):
+                if got is None:
+                    todo.append(i)
+                    continue
+                scores, n_prompt, lengths = got
+                best = max(range(len(choices)), key=lambda j: scores[j])
+                results[i] = ChoiceResult(choices[best], scores, n_prompt, output_tokens=lengths[best],
+                                          extra={"choice_method": "prompt_logprobs"})
+                self._count("prompt_logprobs")
+            self.progress(f"{desc} (label likelihood from prompt log-probs)", len(prompts), len(prompts))
+        if self.choices_mode in ("auto", "first_token") and todo:
+            sub = [prompts[i] for i in todo]
+            res = self.client.chat_many(sub, max_tokens=1, top_logprobs=TOP_LOGPROBS, progress=self.progress,
+                                        desc=f"{desc} (first-token log-probs)")
+            todo_before, todo = todo, []
+            for i, r in zip(todo_before, res):
                 label, scores = first_token_choice(r.first_token_logprobs, choices)
                 if label is None:
                     todo.append(i)

@@ -80,6 +80,8 @@ def _task(tmp_path: Path, url: str, candidates: str) -> Path:
 
 ENDPOINT = ("    - {{name: served-smollm2, base_url: '{url}', model: smollm2, "
             f"price_in: {PRICE_IN}, price_out: {PRICE_OUT}}}\n")
+# the same, with the served model's tokenizer known locally: exact label likelihoods
+ENDPOINT_TOK = ENDPOINT.replace("model: smollm2,", "model: smollm2, tokenizer: 'bundled:smollm2-135m-instruct',")
 
 
 def _assess(task: Path, out: Path, fresh: bool = False) -> dict:
@@ -110,15 +112,16 @@ def test_assess_an_endpoint_candidate_priced_by_tokens(served, tmp_path):
     """Prompting and RAG run on the served model with the same prompts and statistics; their cost is
     the measured tokens at the task's token prices (hand calculation below); fine-tuning is skipped
     because no local candidate exists; a rerun is answered from the response cache."""
-    task = _task(tmp_path, served, ENDPOINT)
+    task = _task(tmp_path, served, ENDPOINT_TOK)
     report = _assess(task, tmp_path / "runs" / "a")
     assert report["base_model"] == "served-smollm2"
+    assert report["pipelines"]["prompting"]["details"]["endpoint"]["choice_methods"] == {"prompt_logprobs": 8}
     for name in ("prompting", "rag"):
         p = report["pipelines"][name]
         assert p["status"] == "ok", p
         assert 0 <= p["ci"][0] <= p["score"] <= p["ci"][1] <= 1 and p["n"] == 8
         ep = p["details"]["endpoint"]
-        assert sum(ep["choice_methods"].values()) >= 8 and 0 <= ep["unparsed_rate"] <= 1
+        assert sum(ep["choice_methods"].values()) >= 8 and ep["unparsed_rate"] == 0
         c = p["cost"]
         tin, tout = p["usage"]["prompt_tokens_mean"], p["usage"]["output_tokens_mean"]
         assert tin > 20 and tout >= 1
@@ -144,6 +147,31 @@ def test_base_model_step_compares_local_and_served(served, tmp_path):
     for r in (local, remote):
         assert r["ci"][0] <= r["score"] <= r["ci"][1] and r["n"] == 8 and r["usd_per_1k_requests"] > 0
     assert remote["endpoint"] and not local["endpoint"]
+    # without a local tokenizer, the endpoint's labels come from first-token log-probs (or generation)
+    assert report["pipelines"]["prompting"]["status"] == "ok"
     hand = (remote["prompt_tokens_mean"] * PRICE_IN + remote["output_tokens_mean"] * PRICE_OUT) / 1e6 * 1000
     assert remote["usd_per_1k_requests"] == pytest.approx(hand, rel=1e-6)
     assert sum(r["chosen"] for r in table.values()) == 1
+
+
+@pytest.mark.e2e
+def test_served_label_likelihoods_match_the_local_scoring(served, tmp_path, generator):
+    """The same model (the GGUF the local copy was converted from): the endpoint's exact label
+    log-likelihoods from prompt log-probs agree with the local Generator's (Q4 kernels in
+    llama.cpp vs dequantised fp32 here: close, same ranking)."""
+    from advisor.models import load_tokenizer
+    from advisor.spec import EndpointSpec
+    from pipelines.endpoint import EndpointClient, EndpointGenerator
+
+    msgs = [[{"role": "system", "content": "Answer with one word: negative or positive."},
+             {"role": "user", "content": t}] for t in (POS[0], NEG[0], POS[3])]
+    labels = ["negative", "positive"]
+    gen = EndpointGenerator(EndpointClient("smollm2", EndpointSpec(base_url=served), tmp_path),
+                            tokenizer=load_tokenizer("bundled:smollm2-135m-instruct"))
+    remote = gen.score_choices(msgs, labels)
+    local = generator.score_choices(msgs, labels)
+    for r, l in zip(remote, local):
+        assert r.extra["choice_method"] == "prompt_logprobs"
+        assert r.label == l.label
+        for a, b in zip(r.logprobs, l.logprobs):
+            assert a == pytest.approx(b, abs=1.0)
