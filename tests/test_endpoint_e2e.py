@@ -78,10 +78,12 @@ def _task(tmp_path: Path, url: str, candidates: str) -> Path:
     return tmp_path / "task.yaml"
 
 
-ENDPOINT = ("    - {{name: served-smollm2, base_url: '{url}', model: smollm2, "
-            f"price_in: {PRICE_IN}, price_out: {PRICE_OUT}}}\n")
-# the same, with the served model's tokenizer known locally: exact label likelihoods
-ENDPOINT_TOK = ENDPOINT.replace("model: smollm2,", "model: smollm2, tokenizer: 'bundled:smollm2-135m-instruct',")
+def endpoint(tokenizer: bool = False) -> str:
+    """The endpoint candidate's YAML line ({url} filled in by _task); with the served model's
+    tokenizer known locally, labels get exact likelihoods from prompt log-probabilities."""
+    tok = " tokenizer: 'bundled:smollm2-135m-instruct'," if tokenizer else ""
+    return ("    - {{name: served-smollm2, base_url: '{url}', model: smollm2," + tok
+            + f" price_in: {PRICE_IN}, price_out: {PRICE_OUT}}}}}\n")
 
 
 def _assess(task: Path, out: Path, fresh: bool = False) -> dict:
@@ -112,7 +114,7 @@ def test_assess_an_endpoint_candidate_priced_by_tokens(served, tmp_path):
     """Prompting and RAG run on the served model with the same prompts and statistics; their cost is
     the measured tokens at the task's token prices (hand calculation below); fine-tuning is skipped
     because no local candidate exists; a rerun is answered from the response cache."""
-    task = _task(tmp_path, served, ENDPOINT_TOK)
+    task = _task(tmp_path, served, endpoint(tokenizer=True))
     report = _assess(task, tmp_path / "runs" / "a")
     assert report["base_model"] == "served-smollm2"
     assert report["pipelines"]["prompting"]["details"]["endpoint"]["choice_methods"] == {"prompt_logprobs": 8}
@@ -140,7 +142,7 @@ def test_assess_an_endpoint_candidate_priced_by_tokens(served, tmp_path):
 
 @pytest.mark.e2e
 def test_base_model_step_compares_local_and_served(served, tmp_path):
-    task = _task(tmp_path, served, "    - bundled:smollm2-135m-instruct\n" + ENDPOINT)
+    task = _task(tmp_path, served, "    - bundled:smollm2-135m-instruct\n" + endpoint())
     report = _assess(task, tmp_path / "runs" / "a")
     table = {r["model"]: r for r in report["base_model_selection"]}
     local, remote = table["bundled:smollm2-135m-instruct"], table["served-smollm2"]
