@@ -379,9 +379,9 @@ class Assessment:
             from .estimate import endpoint_rows
 
             row = endpoint_rows(self.spec, name, self._endpoint_facts(name), p, None, o, hw)["prompting"]
-            return round(row["usd_per_1k_requests"], 6)
+            return row["usd_per_1k_requests"]
         n = self.llm(name)[0].n_params
-        return round(cost.usd_per_1k(cost.usd_per_request(n, p, o, hw)), 6) if n else None
+        return cost.usd_per_1k(cost.usd_per_request(n, p, o, hw)) if n else None
 
     def finetune_base(self, base: str, selection: dict) -> str | None:
         """The model a LoRA trains: the base model, or, when that is an endpoint (not fine-tunable),

@@ -188,3 +188,19 @@ def test_bad_candidate_mappings_are_one_line(tmp_path, item, needle):
     with pytest.raises(AdvisorError) as e:
         _load(tmp_path, f"models:\n  candidates:\n    - {item}\n")
     assert needle in str(e.value) and "\n" not in str(e.value) and "candidates item 0" in str(e.value)
+
+
+def test_a_lora_trains_the_best_local_candidate_when_the_base_is_an_endpoint(tmp_path):
+    from advisor.engine import Assessment
+
+    s = _load(tmp_path, "models:\n  candidates:\n    - bundled:smollm2-135m-instruct\n    - ./local-b\n"
+                        "    - {name: hosted, base_url: 'http://127.0.0.1:9/v1'}\n")
+    local_b = s.models.candidates[1]
+    a = Assessment(s, tmp_path / "run")
+    sel = {"table": [{"model": "bundled:smollm2-135m-instruct", "score": 0.6, "params": 1},
+                     {"model": local_b, "score": 0.7, "params": 2},
+                     {"model": "hosted", "score": 0.9, "params": 0}]}
+    assert a.finetune_base("hosted", sel) == local_b  # best local by score
+    assert a.finetune_base("bundled:smollm2-135m-instruct", sel) == "bundled:smollm2-135m-instruct"
+    only = _load(tmp_path, "models:\n  candidates:\n    - {name: hosted, base_url: 'http://127.0.0.1:9/v1'}\n")
+    assert Assessment(only, tmp_path / "run2").finetune_base("hosted", {"table": [{"model": "hosted"}]}) is None

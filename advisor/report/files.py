@@ -129,9 +129,13 @@ def to_markdown(report: dict) -> str:
             )
     sel = report.get("base_model_selection") or []
     if sel:
-        lines += ["", "## Base-model selection", "", "| model | zero-shot score | chosen |", "|---|---|---|"]
+        lines += ["", "## Base-model selection", "", "| model | zero-shot score | 95% CI | $ / 1k req | chosen |",
+                  "|---|---|---|---|---|"]
         for r in sel:
-            lines.append(f"| {r['model']} | {fmt(r.get('score'))} | {'yes' if r.get('chosen') else ''} |")
+            ci = r.get("ci")
+            name = r["model"] + (" (endpoint)" if r.get("endpoint") else "")
+            lines.append(f"| {name} | {fmt(r.get('score'))} | {f'[{fmt(ci[0])}, {fmt(ci[1])}]' if ci else ''} | "
+                         f"{fmt_usd(r.get('usd_per_1k_requests'))} | {'yes' if r.get('chosen') else ''} |")
     full = (report.get("costs") or {}).get("full_finetune_estimate")
     if full:
         lines += [
