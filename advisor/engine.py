@@ -361,6 +361,9 @@ class Assessment:
                               "prompt_tokens_mean": out.usage.get("prompt_tokens_mean"),
                               "output_tokens_mean": out.usage.get("output_tokens_mean"),
                               "usd_per_1k_requests": self._usd_per_1k(name, out.usage)})
+                per_1k = table[-1]["usd_per_1k_requests"]
+                table[-1]["monthly_usd"] = (per_1k * self.spec.budget.requests_per_month / 1000
+                                            if per_1k is not None else None)
                 self._llms.pop(name, None)  # free memory; the chosen one is reloaded
             # ties -> smaller (an endpoint of unknown size counts as the largest)
             best = max(table, key=lambda r: (r["score"], -(r["params"] or float("inf"))))

@@ -153,6 +153,7 @@ def test_base_model_step_compares_local_and_served(served, tmp_path):
     assert report["pipelines"]["prompting"]["status"] == "ok"
     hand = (remote["prompt_tokens_mean"] * PRICE_IN + remote["output_tokens_mean"] * PRICE_OUT) / 1e6 * 1000
     assert remote["usd_per_1k_requests"] == pytest.approx(hand, rel=1e-6)
+    assert remote["monthly_usd"] == pytest.approx(hand * 100, rel=1e-6)  # 100,000 requests/month (default)
     assert sum(r["chosen"] for r in table.values()) == 1
 
 

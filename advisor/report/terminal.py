@@ -97,13 +97,13 @@ def selection_table(report: dict) -> Table | None:
     if len(rows) < 2:
         return None
     table = Table(title="Base-model selection (zero-shot)")
-    for col in ("model", "score", "95% CI", "params", "$ / 1k req", "chosen"):
+    for col in ("model", "score", "95% CI", "params", "$ / 1k req", "monthly $", "chosen"):
         table.add_column(col)
     for r in rows:
         params = f"{r['params'] / 1e6:,.0f} M" if r.get("params") else "?"
         name = r["model"] + (" (endpoint)" if r.get("endpoint") else "")
         table.add_row(escape(name), fmt(r.get("score")), _ci(r.get("ci")), params, fmt_usd(r.get("usd_per_1k_requests")),
-                      "✓" if r.get("chosen") else "")
+                      fmt_usd(r.get("monthly_usd")), "✓" if r.get("chosen") else "")
     return table
 
 
