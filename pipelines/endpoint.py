@@ -111,7 +111,11 @@ class EndpointClient:
         import openai
 
         where = _where(self.name)
-        if isinstance(e, (openai.APIConnectionError, openai.APITimeoutError)):
+        if isinstance(e, openai.APITimeoutError):  # a subclass of APIConnectionError: test it first
+            return AdvisorError(f"the endpoint {self.spec.base_url} did not answer within {self.spec.timeout_s:g} s "
+                                f"({self.spec.max_retries} retries)", where=where,
+                                fix="raise timeout_s or lower max_concurrency (a busy server queues requests)")
+        if isinstance(e, openai.APIConnectionError):
             return AdvisorError(f"the endpoint {self.spec.base_url} is unreachable ({type(e).__name__})", where=where,
                                 fix="start the server or fix base_url")
         if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):

@@ -82,7 +82,8 @@ def endpoint(tokenizer: bool = False) -> str:
     """The endpoint candidate's YAML line ({url} filled in by _task); with the served model's
     tokenizer known locally, labels get exact likelihoods from prompt log-probabilities."""
     tok = " tokenizer: 'bundled:smollm2-135m-instruct'," if tokenizer else ""
-    return ("    - {{name: served-smollm2, base_url: '{url}', model: smollm2," + tok
+    # one llama.cpp process on 2 shared cores queues requests: few in flight, a patient timeout
+    return ("    - {{name: served-smollm2, base_url: '{url}', model: smollm2, max_concurrency: 2, timeout_s: 600," + tok
             + f" price_in: {PRICE_IN}, price_out: {PRICE_OUT}}}}}\n")
 
 
