@@ -254,7 +254,7 @@ def break_even_requests(
 
 # --- one pipeline, all numbers ---------------------------------------------------------------
 
-KINDS = ("baseline", "prompting", "rag", "finetune", "full_finetune")
+KINDS = ("baseline", "prompting", "constrained", "rag", "finetune", "full_finetune")
 
 
 def estimate_pipeline_cost(

@@ -23,8 +23,10 @@ from dataclasses import asdict, dataclass, field
 from advisor import cost
 from advisor.stats import PairedComparison, items_needed, items_needed_for_pair, mdd_for, paired_compare, score_ci
 
-ORDER = ("baseline", "prompting", "rag", "finetune")  # cheapest first
-CHEAPER = ORDER[:3]
+# cheapest first; `constrained` (prompting with the task's format enforced while decoding)
+# runs only for tasks that declare a format, and is tried before RAG and the fine-tune
+ORDER = ("baseline", "prompting", "constrained", "rag", "finetune")
+CHEAPER = ORDER[:-1]
 LARGE_MDD = 0.10  # an eval set that cannot see a 10-point gap is too small to rank pipelines
 FINETUNE_MODES = ("auto", "always", "never")
 
@@ -284,7 +286,7 @@ def decide(inp: DecisionInput) -> Decision:
     # A fine-tune that is not recommended may still clearly beat the cheaper LLM pipelines:
     # that is the question the team asked, so say it beside the reason it was not chosen.
     if _usable(ft) and choice != "finetune":
-        beaten = [(n, comps.get((n, "finetune"))) for n in ("prompting", "rag")]
+        beaten = [(n, comps.get((n, "finetune"))) for n in ("prompting", "constrained", "rag")]
         wins = [f"{n} ({c.diff:+.3f}, p={c.p_value:.3g})" for n, c in beaten
                 if c is not None and c.significant and (c.diff > 0) == hib]
         if wins:
@@ -314,7 +316,8 @@ def decide(inp: DecisionInput) -> Decision:
             )
         steps = _next_steps(inp, best, ft, ft_fail, mdd, small_flagged or ft_tied)
 
-    names = list(ORDER) + [n for n in outs if n not in ORDER]
+    # `constrained` exists only for tasks that declare a format: absent, it needs no "why not"
+    names = [n for n in ORDER if n != "constrained" or n in outs] + [n for n in outs if n not in ORDER]
     return Decision(
         choice=choice or "none",
         best=best.name if best is not None else None,

@@ -29,10 +29,11 @@ SCHEMA_VERSION = 1
 PIPELINES = {
     "baseline": "pipelines.baseline:BaselinePipeline",
     "prompting": "pipelines.prompting:PromptingPipeline",
+    "constrained": "pipelines.constrained:ConstrainedPipeline",
     "rag": "pipelines.rag:RagPipeline",
     "finetune": "pipelines.finetune:FinetunePipeline",
 }
-ORDER = ("baseline", "prompting", "rag", "finetune")
+ORDER = ("baseline", "prompting", "constrained", "rag", "finetune")
 
 Progress = Callable[[str, int, "int | None"], None]
 
@@ -152,8 +153,11 @@ class Assessment:
     runs_root: Path | None = None
     data: TaskData | None = None
     results: dict[str, dict] = field(default_factory=dict)
+    evaluation_cost: dict[str, Any] = field(default_factory=dict)  # the judge's, not a pipeline's
     _llms: dict[str, Any] = field(default_factory=dict)
     base_model: str | None = None  # chosen by select_base_model (an endpoint or a local model)
+    _scorer: Callable | None = None
+    _embedder: Any = None
 
     # ------------------------------------------------------------------ set-up
     def validate(self) -> None:
@@ -170,12 +174,20 @@ class Assessment:
                 models.check_available(name, "llm")
         if self._needs_embedder():
             models.check_available(self.spec.models.embedding, "embedding")
+        if metrics.is_custom(self.spec.metric):
+            self._scorer = metrics.load_custom_scorer(
+                self.spec.metric, self._task_dir(), where=f"{self.spec.source or 'task'}: field 'target.metric'")
+        if self.spec.judge:
+            models.check_available(self.spec.judge.model, "llm")
         check_home(models.advisor_home())
         self.out_dir = claim_run_dir(self.out_dir, self.spec.name, self.runs_root or Path("runs"))
 
+    def _task_dir(self) -> Path:
+        return self.spec.source.parent if self.spec.source else Path.cwd()
+
     def _needs_embedder(self) -> bool:
         d = self.data
-        return bool(d and (d.corpus or d.train))
+        return bool(d and (d.corpus or d.train)) or self.spec.metric == "semantic_similarity"
 
     def llm(self, name: str):
         """(model, generator) for a candidate; an endpoint candidate gets an endpoint-backed generator."""
@@ -235,8 +247,10 @@ class Assessment:
         spec = self.spec
         constrained = name == "baseline" or spec.decoding == "choices"
         outputs = [p.output for p in out.predictions]
+        rules = spec.format_rules()
         scored = metrics.score(spec.type, outputs, [e.expected for e in examples], self.data.labels,
-                               constrained=constrained)
+                               constrained=constrained, rules=rules)
+        self._extra_metrics(scored, outputs, examples)
         primary = scored.per_example.get(spec.metric) or scored.per_example.get("accuracy")
         main = scored.metrics[spec.metric]
         ci = stats.score_ci(primary) if spec.metric in scored.per_example else None
@@ -248,6 +262,8 @@ class Assessment:
             if scored.extracted is not None and not constrained:
                 row["extracted"] = scored.extracted[i]
             row["score"] = primary[i]
+            for check in (rules.checks if rules and spec.type != "classification" else ()):
+                row[check] = scored.per_example[check][i]
             row.update({"prompt_tokens": p.prompt_tokens, "output_tokens": p.output_tokens, **p.extra})
             preds.append(row)
         result = {
@@ -266,6 +282,49 @@ class Assessment:
         if scored.unparsed_rate is not None and not constrained:
             result["metrics"]["unparsed_rate"] = round(scored.unparsed_rate, 6)
         return result
+
+    def _extra_metrics(self, scored: metrics.Scored, outputs: list[str], examples: list[Example]) -> None:
+        """The target metrics that need more than text: the task's embedder, the team's scorer."""
+        spec, m = self.spec, self.spec.metric
+        if m == "semantic_similarity":
+            rules = spec.format_rules()
+            emb = self.embedder()
+            answers = [metrics.answer_of(o, rules) for o in outputs]
+            golds = [list(e.expected) for e in examples]
+            flat = [g for gs in golds for g in gs]
+            pv = emb.encode(answers, batch_size=64, show_progress_bar=False)
+            gv = emb.encode(flat, batch_size=64, show_progress_bar=False)
+            per_gold, k = [], 0
+            for gs in golds:
+                per_gold.append(gv[k:k + len(gs)])
+                k += len(gs)
+            scored.per_example[m] = metrics.semantic_similarity(pv, per_gold, spec.target.threshold)
+        elif metrics.is_custom(m):
+            if self._scorer is None:
+                self._scorer = metrics.load_custom_scorer(m, self._task_dir(), where=f"{spec.source}: field 'target.metric'")
+            items = [{"id": e.id, "input": e.input, "expected": list(e.expected), "context_id": e.context_id}
+                     for e in examples]
+            scored.per_example[m] = metrics.run_custom_scorer(
+                self._scorer, m, outputs, [e.expected for e in examples], items, [e.id for e in examples])
+        else:
+            return
+        scored.metrics[m] = metrics.mean(scored.per_example[m])
+
+    def embedder(self):
+        if self._embedder is None:
+            from .models import load_embedder
+
+            self._embedder = load_embedder(self.spec.models.embedding)
+        return self._embedder
+
+    def _scorer_hash(self) -> str | None:
+        """A custom scorer's source is part of what a cached score depends on."""
+        if not metrics.is_custom(self.spec.metric):
+            return None
+        import hashlib
+
+        file = metrics.custom_scorer_file(self.spec.metric, self._task_dir())
+        return hashlib.sha256(file.read_bytes()).hexdigest()[:16] if file.is_file() else None
 
     def _skip(self, reason: str) -> dict:
         return {"status": "skipped", "reason": reason}
@@ -329,9 +388,10 @@ class Assessment:
 
     def _base_key(self, *sections: str, model: str | None = None, **extra) -> dict:
         return {
-            "spec": self.spec.section("type", "decoding", "instructions", "target", "seed", *sections),
+            "spec": self.spec.section("type", "decoding", "instructions", "target", "seed", "format", *sections),
             "data": self.data.hashes,
             "model": model,
+            **({"scorer": self._scorer_hash()} if metrics.is_custom(self.spec.metric) else {}),
             **extra,
         }
 
@@ -425,6 +485,17 @@ class Assessment:
         key = stage_key("prompting", **self._base_key("prompting", model=base))
         res["prompting"] = self._stage(store, "prompting", key, lambda: self._run_pipeline("prompting", base))
 
+        # 2b. workflow constraints: prompting with the declared format enforced while decoding
+        if spec.decoding == "choices":
+            res["constrained"] = self._skip(
+                "choices decoding (label likelihood) already constrains the output to the labels")
+        elif spec.format is None:
+            res["constrained"] = self._skip("the task declares no output format")
+        else:
+            key = stage_key("constrained", **self._base_key("prompting", model=base))
+            res["constrained"] = self._stage(store, "constrained", key,
+                                             lambda: self._run_pipeline("constrained", base))
+
         # 3. RAG
         if not (data.corpus or data.train):
             res["rag"] = self._skip("no corpus and no train set to retrieve from")
@@ -435,7 +506,7 @@ class Assessment:
         # 4. LoRA, only when needed (or asked)
         mode = spec.finetune.mode
         outcomes = self._outcomes()
-        run_ft, why = decide.should_run_finetune(mode, outcomes, spec.target.min)
+        run_ft, why = decide.should_run_finetune(mode, outcomes, spec.target.min, spec.higher_is_better)
         ft_base = self.finetune_base(base, selection)
         if ft_base is None:
             res["finetune"] = self._skip("every candidate is an endpoint; fine-tuning needs a local model "
@@ -455,6 +526,10 @@ class Assessment:
                 res["finetune"]["notes"].append(f"trained on {ft_base}, the best local candidate: {base} is an "
                                                 "endpoint, and an endpoint is prompted, not fine-tuned")
 
+        # 4b. the LLM judge (its own cache makes reruns free; its cost is the evaluation's)
+        if spec.judge:
+            self.run_judge()
+
         # 5. cost and decision (cheap: always recomputed)
         self.base_model = base
         llm_params, llm_shape = self._llm_shape(ft_base or base)
@@ -465,6 +540,7 @@ class Assessment:
                 res[name]["cost"] = c
         decision = decide.decide(decide.DecisionInput(
             metric=spec.metric, target=spec.target.min, outcomes=self._outcomes(),
+            higher_is_better=spec.higher_is_better,
             budget_setup_usd=spec.budget.setup_usd, requests_per_month=spec.budget.requests_per_month,
             has_train=bool(data.train), has_corpus=bool(data.corpus), base_model=base,
         ))
@@ -609,7 +685,8 @@ class Assessment:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "task": {
                 "name": spec.name, "type": spec.type, "metric": spec.metric, "decoding": spec.decoding,
-                "target": spec.target.min, "higher_is_better": metrics.METRICS[spec.metric].higher_is_better,
+                "target": spec.target.min, "higher_is_better": spec.higher_is_better,
+                "format_checks": list(spec.format_rules().checks) if spec.format else [],
                 "source": shown, "n_eval": len(data.eval), "n_train": len(data.train) if data.train else 0,
                 "n_corpus_docs": len(data.corpus) if data.corpus else 0, "labels": data.labels,
                 "hashes": data.hashes, "eval_ids": [e.id for e in data.eval.examples],
@@ -621,6 +698,7 @@ class Assessment:
             "base_model_selection": selection["table"],
             "pipelines": pipes,
             "costs": costs,
+            "evaluation_cost": self.evaluation_cost,
             "comparisons": decision.get("comparisons", []),
             "recommendation": decision,
             "stages": dict(store.status),
@@ -655,3 +733,65 @@ class Assessment:
         if self.results.get("finetune", {}).get("status") != "ok" and (self.out_dir / "adapter").exists():
             shutil.rmtree(self.out_dir / "adapter", ignore_errors=True)
             (self.out_dir / "stages" / "finetune.json").unlink(missing_ok=True)  # its artifact is gone
+    # ------------------------------------------------------------------ the LLM judge
+    def run_judge(self) -> None:
+        """Judge every ok pipeline's answers (and RAG's groundedness), calibrated on the same items."""
+        from .judge import Judge, JudgeCache, JudgeItem, JudgeUsage, calibration, local_chat
+        from .models import BUNDLED, advisor_home
+
+        jspec = self.spec.judge
+        usage = JudgeUsage()
+        holder: dict[str, Any] = {}
+
+        def batch(conversations):  # the judge model loads only when a reply is not cached
+            if "batch" not in holder:
+                _, gen = self.llm(jspec.model)
+                holder["batch"] = local_chat(gen, jspec.max_new_tokens, usage)[1]
+            return holder["batch"](conversations)
+
+        judge = Judge(jspec.model, jspec.rubric, lambda m: batch([m])[0], JudgeCache(advisor_home() / "judge-cache"),
+                      batch=batch, usage=usage)
+        reference = jspec.reference or "exact_match"
+        rules = self.spec.format_rules()
+        docs = {d.id: d.text for d in (self.data.corpus or [])}
+        for name in ORDER:
+            r = self.results.get(name, {})
+            if r.get("status") != "ok" or not r.get("predictions"):
+                continue
+            rows = r["predictions"]
+            items = [JudgeItem(p["id"], p["input"], metrics.answer_of(p["output"], rules), tuple(p["expected"]),
+                               tuple(docs[i] for i in p.get("retrieved", []) if i in docs)) for p in rows]
+            verdicts = judge.correctness(items)
+            per = [v.score for v in verdicts]
+            ref = r["per_example"] if reference == self.spec.metric else metrics.score(
+                self.spec.type, [p["output"] for p in rows], [p["expected"] for p in rows], rules=rules,
+            ).per_example[reference]
+            ci = stats.score_ci(per)
+            r["judge"] = {"score": round(metrics.mean(per), 6), "ci": [round(x, 6) for x in ci], "n": len(per),
+                          "reference": reference, **calibration(per, ref)}
+            r.setdefault("metrics", {})["judge"] = r["judge"]["score"]
+            for p, v in zip(rows, verdicts):
+                p["judge_verdict"], p["judge_reasoning"] = v.score, v.reasoning
+            if name == "rag" and jspec.groundedness and any(it.passages for it in items):
+                with_p = [(p, it) for p, it in zip(rows, items) if it.passages]
+                g = judge.groundedness([it for _, it in with_p])
+                for (p, _), v in zip(with_p, g):
+                    p["grounded"], p["grounded_reasoning"] = v.score, v.reasoning
+                gs = [v.score for v in g]
+                r["groundedness"] = {"score": round(metrics.mean(gs), 6), "n": len(gs)}
+                r["metrics"]["groundedness"] = r["groundedness"]["score"]
+        params = BUNDLED[jspec.model].params if jspec.model in BUNDLED else None
+        self.evaluation_cost["judge"] = {
+            "model": jspec.model, "calls": usage.calls, "cached": usage.cached, "unparsed": usage.unparsed,
+            "seconds": round(usage.seconds, 3), "prompt_tokens": usage.prompt_tokens,
+            "output_tokens": usage.output_tokens, "usd": self._judge_usd(params, usage),
+            "note": "evaluation cost: not part of any pipeline's serving or setup cost",
+        }
+
+    def _judge_usd(self, n_params: int | None, usage) -> float | None:
+        if not n_params or not usage.calls:
+            return 0.0 if not usage.calls else None
+        hw = cost.get_hardware(self.spec.hardware.gpu, self.spec.hardware.usd_per_hour)
+        per_call = cost.usd_per_request(n_params, usage.prompt_tokens / usage.calls,
+                                        usage.output_tokens / usage.calls, hw)
+        return round(per_call * usage.calls, 8)

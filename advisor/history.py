@@ -331,7 +331,7 @@ def runs(db: str | Path | sqlite3.Connection, limit: int | None = None) -> list[
     return [dict(zip(keys, r)) for r in reversed(rows)]
 
 
-PIPELINE_ORDER = ("baseline", "prompting", "rag", "finetune")
+PIPELINE_ORDER = ("baseline", "prompting", "constrained", "rag", "finetune")
 
 
 def _order(name: str) -> tuple[int, str]:

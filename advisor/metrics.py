@@ -2,14 +2,18 @@
 
 Like lm-evaluation-harness, each metric is registered with `higher_is_better` and how it
 aggregates; per-example scores are always kept, because paired tests and CIs need them.
+Every new metric (format checks, semantic similarity, a team's own scorer, the judge's
+verdict) yields a per-item score in [0, 1], so the same CIs and paired tests apply to it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 # ---------------------------------------------------------------------------------------------
@@ -105,7 +109,34 @@ METRICS: dict[str, Metric] = {
     "token_f1": Metric("token_f1", True, token_f1, "SQuAD token F1, max over gold answers"),
     "exact_match": Metric("exact_match", True, exact_match, "SQuAD-normalised exact match"),
     "contains": Metric("contains", True, contains, "normalised gold answer appears in the output"),
+    # needs the task's embedder: computed by the engine, the maths is semantic_similarity()
+    "semantic_similarity": Metric("semantic_similarity", True, None,
+                                  "cosine to the best gold answer (task embedder), optionally thresholded"),
+    # need the task's `format:` section: format_checks()
+    "json_valid": Metric("json_valid", True, None, "the whole output parses as JSON"),
+    "json_schema": Metric("json_schema", True, None, "the output validates against format.schema"),
+    "required_fields": Metric("required_fields", True, None, "the JSON object has every format.required field"),
+    "regex_match": Metric("regex_match", True, None, "the output fully matches format.regex"),
+    "format_ok": Metric("format_ok", True, None, "every declared format check passes"),
 }
+
+# The one list of metrics per task type (spec validates target.metric against it); the first
+# of each type is its primary one. Format metrics need a `format:` section, custom scorers
+# (`module:function`) are allowed for every type.
+METRICS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "macro_f1"),
+    "qa": ("token_f1", "exact_match", "contains", "semantic_similarity"),
+    "generation": ("token_f1", "exact_match", "contains", "semantic_similarity"),
+}
+FORMAT_METRICS = ("json_valid", "json_schema", "required_fields", "regex_match", "format_ok")
+TEXT_METRICS = ("token_f1", "exact_match", "contains")  # what every qa/generation run reports
+
+
+def get_metric(name: str, higher_is_better: bool = True) -> Metric:
+    """The registry entry, or a custom scorer's (which declares its own direction)."""
+    if name in METRICS:
+        return METRICS[name]
+    return Metric(name, higher_is_better, None, "custom scorer")
 
 
 @dataclass
@@ -132,12 +163,22 @@ def score(
     labels: Sequence[str] | None = None,
     *,
     constrained: bool = False,
+    rules: "FormatRules | None" = None,
 ) -> Scored:
     """Score outputs against expected answers with every metric of the task type.
 
     `constrained=True` means the outputs are already labels (choices decoding), so no
-    extraction is needed and nothing can be unparsable.
+    extraction is needed and nothing can be unparsable. With format `rules`, every declared
+    format check is scored too, and content metrics read `rules.answer_field` of the JSON.
     """
+    if rules is not None and rules.checks and task_type != "classification":
+        golds = [tuple(gold_answer(a, rules) for a in e) for e in expected]
+        base = score(task_type, [answer_of(o, rules) for o in outputs], golds, labels)
+        checks = [format_checks(o, rules) for o in outputs]
+        for name in rules.checks:
+            base.per_example[name] = [c[name] for c in checks]
+            base.metrics[name] = mean(base.per_example[name])
+        return base
     if len(outputs) != len(expected):
         raise ValueError(f"{len(outputs)} outputs for {len(expected)} examples")
     n = len(outputs)
@@ -154,6 +195,196 @@ def score(
             extracted,
             unparsed,
         )
-    names = ("token_f1", "exact_match", "contains")
-    per = {m: [METRICS[m].per_example(o, e) for o, e in zip(outputs, expected)] for m in names}
+    per = {m: [METRICS[m].per_example(o, e) for o, e in zip(outputs, expected)] for m in TEXT_METRICS}
     return Scored({m: (sum(v) / n if n else 0.0) for m, v in per.items()}, per)
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def choice_metric(scored: Scored, metric: str, task_type: str) -> str:
+    """What chooses a prompt variant on train items: the target metric when it is computed
+    there, else the type's primary one (scorers, embeddings and judges don't run on dev slices)."""
+    return metric if metric in scored.metrics else METRICS_BY_TYPE[task_type][0]
+
+
+
+# ---------------------------------------------------------------------------------------------
+# format compliance: JSON that parses, a JSON Schema, a regular expression, required fields
+
+
+@dataclass(frozen=True)
+class FormatRules:
+    """The output format a task declares (spec `format:`), as plain data for pure checks."""
+
+    json: bool = False
+    schema: dict | None = None
+    regex: str | None = None
+    required: tuple[str, ...] = ()
+    answer_field: str | None = None
+
+    @property
+    def checks(self) -> tuple[str, ...]:
+        """The format metrics this declaration makes meaningful, in report order."""
+        out = []
+        if self.json or self.schema is not None or self.required or self.answer_field:
+            out.append("json_valid")
+        if self.schema is not None:
+            out.append("json_schema")
+        if self.required:
+            out.append("required_fields")
+        if self.regex is not None:
+            out.append("regex_match")
+        return tuple(out) + (("format_ok",) if out else ())
+
+
+def parse_json(text: str) -> tuple[bool, object]:
+    """(parsed?, value). The whole output must be one JSON value (surrounding blanks allowed)."""
+    try:
+        return True, json.loads(text)
+    except (ValueError, TypeError):
+        return False, None
+
+
+def format_checks(prediction: str, rules: FormatRules) -> dict[str, float]:
+    """Per-item 0/1 for every declared check, plus `format_ok` (all of them pass)."""
+    names = rules.checks
+    if not names:
+        return {}
+    out: dict[str, float] = {}
+    ok, value = parse_json(prediction) if "json_valid" in names else (False, None)
+    if "json_valid" in names:
+        out["json_valid"] = float(ok)
+    if "json_schema" in names:
+        import jsonschema  # light, pure Python
+
+        out["json_schema"] = float(ok and jsonschema.Draft202012Validator(rules.schema).is_valid(value))
+    if "required_fields" in names:
+        out["required_fields"] = float(
+            ok and isinstance(value, dict) and all(value.get(f) not in (None, "", [], {}) for f in rules.required)
+        )
+    if "regex_match" in names:
+        out["regex_match"] = float(re.fullmatch(rules.regex, prediction.strip(), flags=re.DOTALL) is not None)
+    out["format_ok"] = float(all(out.values()))
+    return out
+
+
+def answer_of(prediction: str, rules: FormatRules | None) -> str:
+    """The part of a structured output that content metrics score (`format.answer_field`).
+
+    Unparsable output has no answer: it scores as an empty string, not as its raw text.
+    """
+    if rules is None or not rules.answer_field:
+        return prediction
+    ok, value = parse_json(prediction)
+    if not ok or not isinstance(value, dict):
+        return ""
+    v = value.get(rules.answer_field)
+    return "" if v is None else v if isinstance(v, str) else json.dumps(v)
+
+
+def gold_answer(expected: str, rules: FormatRules | None) -> str:
+    """A gold answer in the data may be the whole JSON document or just the field's value."""
+    if rules is None or not rules.answer_field:
+        return expected
+    ok, value = parse_json(expected)
+    return answer_of(expected, rules) if ok and isinstance(value, dict) else expected
+
+
+def demo_answer(expected: str, rules: FormatRules | None) -> str:
+    """What a demonstration (or a fine-tuning target) shows: the answer in the required format,
+    so that a model is never taught to answer in another shape than the one it is scored on."""
+    if rules is None or not rules.answer_field:
+        return expected
+    ok, value = parse_json(expected)
+    return expected if ok and isinstance(value, dict) else json.dumps({rules.answer_field: expected}, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# semantic similarity (vectors come from the task's embedder; the maths is here)
+
+
+def semantic_similarity(
+    pred_vecs: Sequence[Sequence[float]], gold_vecs: Sequence[Sequence[Sequence[float]]],
+    threshold: float | None = None,
+) -> list[float]:
+    """Per item: cosine between the prediction and its *best* gold answer, clipped to [0, 1];
+    with a threshold, 1.0 when that cosine reaches it, else 0.0."""
+    import numpy as np
+
+    out = []
+    for p, golds in zip(pred_vecs, gold_vecs):
+        p = np.asarray(p, dtype=float)
+        best = 0.0
+        for g in golds:
+            g = np.asarray(g, dtype=float)
+            denom = float(np.linalg.norm(p) * np.linalg.norm(g))
+            if denom > 0:
+                best = max(best, float(p @ g) / denom)
+        best = min(1.0, max(0.0, best))
+        out.append(float(best >= threshold) if threshold is not None else best)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# custom scorers: `target.metric: my_scorers:refund_policy_ok`, a file beside the task
+
+
+CUSTOM_METRIC = re.compile(r"^([A-Za-z_][\w.]*):([A-Za-z_]\w*)$")
+
+
+def is_custom(name: str) -> bool:
+    return CUSTOM_METRIC.match(name) is not None
+
+
+def custom_scorer_file(name: str, task_dir: Path) -> Path:
+    """`pkg.mod:fn` -> task_dir/pkg/mod.py (the task folder is the import root)."""
+    module = CUSTOM_METRIC.match(name).group(1)  # type: ignore[union-attr]
+    return task_dir.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def load_custom_scorer(name: str, task_dir: Path, *, where: str) -> Callable:
+    """Import the callable by path relative to the task file, without touching sys.path."""
+    import importlib.util
+
+    from .errors import AdvisorError
+
+    module, attr = CUSTOM_METRIC.match(name).groups()  # type: ignore[union-attr]
+    file = custom_scorer_file(name, task_dir)
+    if not file.is_file():
+        raise AdvisorError(f"scorer module {file} not found", where=where,
+                           fix=f"put {module.replace('.', '/')}.py beside the task file, or fix the name")
+    mod_spec = importlib.util.spec_from_file_location(f"advisor_scorer_{module.replace('.', '_')}", file)
+    mod = importlib.util.module_from_spec(mod_spec)  # type: ignore[arg-type]
+    try:
+        mod_spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    except Exception as e:  # the user's code: one line, not their traceback
+        raise AdvisorError(f"importing {file} failed: {type(e).__name__}: {e}", where=where,
+                           fix="fix the scorer module") from None
+    fn = getattr(mod, attr, None)
+    if not callable(fn):
+        raise AdvisorError(f"{file} has no function '{attr}'", where=where,
+                           fix=f"define def {attr}(prediction, expected, item) -> float in [0, 1] or bool")
+    return fn
+
+
+def run_custom_scorer(fn: Callable, name: str, outputs: Sequence[str], expected: Sequence[Sequence[str]],
+                      items: Sequence[object], ids: Sequence[str]) -> list[float]:
+    """Call the scorer per item; a raise or a value outside [0, 1] is one line naming the item."""
+    from .errors import AdvisorError
+
+    scores = []
+    for out, exp, item, item_id in zip(outputs, expected, items, ids):
+        where = f"scorer {name}, eval item '{item_id}'"
+        try:
+            v = fn(out, list(exp), item)
+        except Exception as e:
+            raise AdvisorError(f"raised {type(e).__name__}: {e}", where=where, fix="fix the scorer") from None
+        if isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, (int, float)) or not (0.0 <= float(v) <= 1.0) or v != v:
+            raise AdvisorError(f"returned {v!r}, not a number in [0, 1] or a bool", where=where,
+                               fix="return a float in [0, 1] or True/False")
+        scores.append(float(v))
+    return scores

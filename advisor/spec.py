@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import metrics as _metrics
 from .errors import AdvisorError
 from .spec_loading import (
     check_document,
@@ -28,12 +29,8 @@ from .spec_loading import describe_kind as _kind
 
 TaskType = Literal["classification", "qa", "generation"]
 
-# metric -> higher is better; the first metric of each type is its primary one.
-METRICS_BY_TYPE: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy", "macro_f1"),
-    "qa": ("token_f1", "exact_match", "contains"),
-    "generation": ("token_f1", "exact_match", "contains"),
-}
+# the registry's list (one place); re-exported here because callers read it from spec
+METRICS_BY_TYPE = _metrics.METRICS_BY_TYPE
 DEFAULT_MAX_NEW_TOKENS = {"classification": 8, "qa": 32, "generation": 64}
 BUNDLED_LLM = "bundled:smollm2-135m-instruct"
 BUNDLED_EMBEDDER = "bundled:all-minilm-l6-v2"
@@ -240,8 +237,46 @@ class ModelsSpec(_Strict):
 
 
 class Target(_Strict):
-    metric: str
+    metric: str  # a registry name, a format check, or a custom scorer `module:function`
     min: float
+    threshold: float | None = Field(default=None, ge=0, le=1)  # semantic_similarity: cosine >= t counts 1
+    higher_is_better: bool = True  # custom scorers only: the registry knows its own metrics
+
+
+class FormatSpec(_Strict):
+    """The output format the task requires: checked for every pipeline, enforced by `constrained`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False, populate_by_name=True)
+
+    json_: bool = Field(default=False, alias="json")  # the output must be JSON
+    schema_: dict | str | None = Field(default=None, alias="schema")  # JSON Schema: inline, or a .json file
+    regex: str | None = None  # the whole output must match
+    required: list[str] = Field(default_factory=list)  # fields the JSON object must fill
+    answer_field: str | None = None  # content metrics score this field of the JSON, not the raw text
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"is not a regular expression ({e}); fix the pattern") from None
+        return v
+
+    def rules(self) -> "_metrics.FormatRules":
+        schema = self.schema_ if isinstance(self.schema_, dict) else None
+        return _metrics.FormatRules(self.json_, schema, self.regex, tuple(self.required), self.answer_field)
+
+
+class JudgeSpec(_Strict):
+    """An LLM judge: a rubric scored per item (PASS/FAIL with its reasoning), cached."""
+
+    model: str = BUNDLED_LLM
+    rubric: str = Field(min_length=1)
+    max_new_tokens: int = Field(default=48, ge=8, le=512)  # room for the reasoning line
+    reference: str | None = None  # the exact metric it is calibrated against (default: exact_match)
+    groundedness: bool = True  # RAG: is the answer supported by the retrieved passages?
 
 
 class Budget(_Strict):
@@ -338,6 +373,8 @@ class TaskSpec(_Strict):
     finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
     rag: RagSpec = Field(default_factory=RagSpec)
     baseline: BaselineSpec = Field(default_factory=BaselineSpec)
+    format: FormatSpec | None = None
+    judge: JudgeSpec | None = None
     seed: int = 0
 
     # set by load(): where the task came from (not part of the YAML)
@@ -384,6 +421,13 @@ class TaskSpec(_Strict):
     def metric(self) -> str:
         return self.target.metric
 
+    def format_rules(self) -> "_metrics.FormatRules | None":
+        return self.format.rules() if self.format else None
+
+    @property
+    def higher_is_better(self) -> bool:
+        return _metrics.get_metric(self.metric, self.target.higher_is_better).higher_is_better
+
     @property
     def max_new_tokens(self) -> int:
         return self.prompting.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[self.type]
@@ -391,7 +435,12 @@ class TaskSpec(_Strict):
     def section(self, *names: str) -> dict:
         """JSON-able dump of some sections: what a cached stage depends on."""
         dumped = self.model_dump(mode="json")
-        return {n: dumped[n] for n in names}
+        # fields added later are left out at their defaults, so that stage keys of tasks that
+        # do not use them (and the results cached under those keys) stay the same
+        for k, default in (("threshold", None), ("higher_is_better", True)):
+            if dumped["target"].get(k) == default:
+                dumped["target"].pop(k)
+        return {n: dumped[n] for n in names if not (n in ("format", "judge") and dumped[n] is None)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,19 +454,73 @@ def parse(raw: Any, *, file: str, base: Path) -> TaskSpec:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as err:
         raise one_line_error(err, file, TaskSpec) from None
-    allowed = METRICS_BY_TYPE[spec.type]
-    if spec.target.metric not in allowed:
-        raise AdvisorError(
-            f"'{spec.target.metric}' is not a metric of a {spec.type} task",
-            where=f"{file}: field 'target.metric'",
-            fix=f"use one of: {', '.join(allowed)}",
-        )
+    _load_schema(spec, file, base)
+    _check_metric(spec, file, base)
     if not 0 <= spec.target.min <= 1:
         raise AdvisorError(
             f"{spec.target.min:g} is outside 0..1", where=f"{file}: field 'target.min'", fix="write a score such as 0.8"
         )
     resolve_paths(spec, base)
     return spec
+
+
+def _check_metric(spec: TaskSpec, file: str, base: Path) -> None:
+    """target.metric: a registry metric of the type, a declared format check, or `module:function`."""
+    where = f"{file}: field 'target.metric'"
+    m, t = spec.target.metric, spec.target
+    declared = spec.format_rules().checks if spec.format and spec.type != "classification" else ()
+    if spec.format is not None and spec.type == "classification":
+        raise AdvisorError("a classification answer is a label, not a format", where=f"{file}: field 'format'",
+                           fix="remove 'format' (choices decoding already constrains the output to the labels)")
+    if _metrics.is_custom(m):
+        if not _metrics.custom_scorer_file(m, base).is_file():
+            raise AdvisorError(f"scorer module {_metrics.custom_scorer_file(m, base)} not found", where=where,
+                               fix="write module:function with the module's .py file beside the task file")
+    elif m in _metrics.FORMAT_METRICS:
+        if m not in declared:
+            need = {"json_schema": "format.schema", "regex_match": "format.regex",
+                    "required_fields": "format.required"}.get(m, "a format section (e.g. format: {json: true})")
+            raise AdvisorError(f"'{m}' needs {need} in the task", where=where, fix=f"add {need} or pick another metric")
+    elif m not in METRICS_BY_TYPE[spec.type]:
+        allowed = [*METRICS_BY_TYPE[spec.type], *declared]
+        raise AdvisorError(
+            f"'{m}' is not a metric of a {spec.type} task", where=where,
+            fix=f"use one of: {', '.join(allowed)}, or a custom scorer module:function",
+        )
+    if t.threshold is not None and m != "semantic_similarity":
+        raise AdvisorError("a threshold only applies to semantic_similarity", where=f"{file}: field 'target.threshold'",
+                           fix="remove it or use metric: semantic_similarity")
+    if not t.higher_is_better and not _metrics.is_custom(m):
+        raise AdvisorError(f"'{m}' is a registry metric with a known direction", where=f"{file}: field 'target.higher_is_better'",
+                           fix="remove it (only custom scorers declare their direction)")
+    if spec.judge is not None and spec.type == "classification":
+        raise AdvisorError("a judge scores free-text answers", where=f"{file}: field 'judge'",
+                           fix="remove 'judge' for a classification task")
+
+
+def _load_schema(spec: TaskSpec, file: str, base: Path) -> None:
+    """format.schema: read a .json file relative to the task file, and check it is a JSON Schema."""
+    if spec.format is None or spec.format.schema_ is None:
+        return
+    import json
+
+    import jsonschema
+
+    where = f"{file}: field 'format.schema'"
+    schema = spec.format.schema_
+    if isinstance(schema, str):
+        path = Path(schema) if Path(schema).is_absolute() else base / schema
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise AdvisorError(f"cannot read {path} ({e.strerror or e})", where=where, fix="fix the path") from None
+        except ValueError as e:
+            raise AdvisorError(f"{path} is not JSON ({e})", where=where, fix="write the schema as JSON") from None
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        raise AdvisorError(f"not a valid JSON Schema ({e.message})", where=where, fix="fix the schema") from None
+    spec.format.schema_ = schema
 
 
 def load(path: str | Path) -> TaskSpec:

@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from advisor.metrics import demo_answer
+
 from .base import PipelineOutput, RunContext, SkipPipeline
 from .generation import Generator, answer
 from .prompting import build_messages
@@ -144,7 +146,8 @@ class FinetunePipeline:
 
         train_ex = ctx.data.train.examples
         prompts = [build_messages(spec, ctx.data.labels, e.input) for e in train_ex]
-        encoded = encode_pairs(llm.tokenizer, prompts, [e.expected[0] for e in train_ex], ft.max_length)
+        answers = [demo_answer(e.expected[0], spec.format_rules()) for e in train_ex]  # in the task's format
+        encoded = encode_pairs(llm.tokenizer, prompts, answers, ft.max_length)
         tr_idx, val_idx = split_val(len(encoded), ft.val_fraction, ft.seed)
         train, val = [encoded[i] for i in tr_idx], [encoded[i] for i in val_idx]
         planned = plan_steps(len(train), ft.batch_size, ft.grad_accum, self.accel.num_processes, ft.epochs,

@@ -14,6 +14,8 @@ import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Sequence
 
+from advisor.metrics import demo_answer
+
 from .base import PipelineOutput, RunContext
 from .generation import Messages, answer
 
@@ -56,7 +58,7 @@ def build_messages(
     msgs: Messages = [{"role": "system", "content": system_prompt(spec, labels, with_context=bool(passages))}]
     for d in demos:
         msgs.append({"role": "user", "content": d.input})
-        msgs.append({"role": "assistant", "content": d.expected[0]})
+        msgs.append({"role": "assistant", "content": demo_answer(d.expected[0], spec.format_rules())})
     if passages:
         user = f"Passages:\n{format_context(passages)}\n\nQuestion: {query}"
     else:
@@ -129,7 +131,7 @@ class PromptingPipeline:
 
     def _race(self, dev: list["Example"]) -> None:
         """Zero- vs few-shot on the dev slice, raced and cached (pipelines/choice.py)."""
-        from advisor.metrics import score
+        from advisor.metrics import choice_metric, score
 
         from .choice import PER_ITEM_METRICS, choose, item_scores, model_identity
 
@@ -138,17 +140,19 @@ class PromptingPipeline:
 
         def run(name: str, idx: list[int]) -> dict[str, list[float]]:
             items = [dev[i] for i in idx]
-            preds = self._run(items, self.variants[name], desc=f"prompting: choosing variant ({name}, dev)")
-            s = score(spec.type, [p.output for p in preds], [e.expected for e in items], labels, constrained=constrained)
-            return {name: item_scores(s, spec.metric)}
+            preds = self._run(items, self.variants[name], desc=f"{self.name}: choosing variant ({name}, dev)")
+            s = score(spec.type, [p.output for p in preds], [e.expected for e in items], labels, constrained=constrained,
+                      rules=spec.format_rules())
+            return {name: item_scores(s, choice_metric(s, spec.metric, spec.type))}
 
         inputs = {
             "prompts": {name: [build_messages(spec, labels, e.input, demos=demos) for e in dev]
                         for name, demos in self.variants.items()},
             "expected": [list(e.expected) for e in dev], "labels": labels, "type": spec.type, "metric": spec.metric,
             "decoding": spec.decoding, "max_new_tokens": spec.max_new_tokens,
+            **({"format": spec.section("format")} if spec.format else {}),
         }
-        res = choose("prompting", model_identity(self.ctx.generator), inputs, run, list(self.variants),
+        res = choose(self.name, model_identity(self.ctx.generator), inputs, run, list(self.variants),
                      len(dev), prefer=lambda v: v == "zero-shot", racing=spec.metric in PER_ITEM_METRICS, home=self.ctx.cache_dir)
         self.race = res
         self.dev_scores = res.scores
@@ -169,7 +173,7 @@ class PromptingPipeline:
 
     def predict(self, examples: list["Example"]) -> PipelineOutput:
         t0 = time.perf_counter()
-        preds = self._run(examples, self.variants[self.variant], desc=f"prompting ({self.variant})")
+        preds = self._run(examples, self.variants[self.variant], desc=f"{self.name} ({self.variant})")
         secs = time.perf_counter() - t0
         n = max(1, len(preds))
         return PipelineOutput(

@@ -265,7 +265,7 @@ class RagPipeline:
         if len(dev) < DEV_MIN:
             self.reader_why = "train set too small for a dev slice"
             return
-        from advisor.metrics import score
+        from advisor.metrics import choice_metric, score
 
         from .choice import PER_ITEM_METRICS, choose, item_scores, model_identity
 
@@ -287,8 +287,8 @@ class RagPipeline:
             arms = {}
             for ex_name, fn in EXTRACTORS.items():  # the extraction is chosen on the same generations (free)
                 outs = [fn(t, e.input) for t, e in zip(texts, items)]
-                s = score(spec.type, outs, [e.expected for e in items], self.labels)
-                arms[f"{name}/{ex_name}"] = item_scores(s, spec.metric)
+                s = score(spec.type, outs, [e.expected for e in items], self.labels, rules=spec.format_rules())
+                arms[f"{name}/{ex_name}"] = item_scores(s, choice_metric(s, spec.metric, spec.type))
             return arms
 
         prompts = {name: [reader_messages(spec, self.labels, r["example"].input, r["passages"], r["demos"],

@@ -89,7 +89,7 @@ CASES = [
      ".jsonl corpus."),
     ("metric-does-not-fit-type", {"task.yaml": TASK.replace("metric: accuracy", "metric: exact_match")}, [],
      "task.yaml: field 'target.metric': 'exact_match' is not a metric of a classification task; "
-     "use one of: accuracy, macro_f1."),
+     "use one of: accuracy, macro_f1, or a custom scorer module:function."),
     ("unknown-bundled-model", {"task.yaml": models("bundled:smollm2-1.7b"), "eval.jsonl": jsonl(ROWS)}, [],
      "model 'bundled:smollm2-1.7b': unknown bundled language model; use one of: bundled:smollm2-135m-instruct."),
     ("embedder-as-llm", {"task.yaml": models("bundled:all-minilm-l6-v2"), "eval.jsonl": jsonl(ROWS)}, [],

@@ -22,7 +22,7 @@ QA = BASE.replace("type: classification", "type: qa").replace("labels: [negative
 
 ALLOWED_TOP = (
     "name, type, decoding, instructions, labels, data, models, target, budget, hardware, prompting, finetune, "
-    "rag, baseline, seed"
+    "rag, baseline, format, judge, seed"
 )
 TASK_FIX = "write 'key: value' lines such as 'name:', 'type:', 'data:', 'target:' (see examples/)"
 
@@ -71,10 +71,10 @@ BAD = [
      "task.yaml: field 'finetune.mode': 'sometimes' is not allowed; use one of: auto, always, never."),
     ("metric-of-other-type", BASE.replace("metric: accuracy", "metric: token_f1"),
      "task.yaml: field 'target.metric': 'token_f1' is not a metric of a classification task; "
-     "use one of: accuracy, macro_f1."),
+     "use one of: accuracy, macro_f1, or a custom scorer module:function."),
     ("metric-unknown-qa", QA.replace("metric: token_f1", "metric: accuracy"),
      "task.yaml: field 'target.metric': 'accuracy' is not a metric of a qa task; "
-     "use one of: token_f1, exact_match, contains."),
+     "use one of: token_f1, exact_match, contains, semantic_similarity, or a custom scorer module:function."),
     ("target-out-of-range", BASE.replace("min: 0.8", "min: 80"),
      "task.yaml: field 'target.min': 80 is outside 0..1; write a score such as 0.8."),
     ("target-nan", BASE.replace("min: 0.8", "min: .nan"),

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..environment import redact, shown
 from ..stages import atomic_write_text
 
-NAMES = {"baseline": "Classical baseline", "prompting": "Prompting", "rag": "RAG", "finetune": "LoRA fine-tune"}
+NAMES = {"baseline": "Classical baseline", "prompting": "Prompting", "constrained": "Constrained decoding", "rag": "RAG", "finetune": "LoRA fine-tune"}
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -119,6 +119,14 @@ def to_markdown(report: dict) -> str:
             f"{fmt_usd(c.get('setup_usd'))} | {fmt_usd(c.get('usd_per_1k_requests'))} | "
             f"{fmt_usd(c.get('monthly_usd'))} | {note} |"
         )
+    cols, rows = quality_rows(report)
+    if rows:
+        lines += ["", "## Format compliance and judge", "", "| " + " | ".join(cols) + " |",
+                  "|" + "---|" * len(cols)] + ["| " + " | ".join(r) + " |" for r in rows]
+        if judge_cost_line(report):
+            lines += ["", f"- {judge_cost_line(report)}"]
+    if t.get("type") == "classification" and t.get("decoding") == "choices":
+        lines += ["", f"- Note: {CHOICES_NOTE}."]
     if report.get("comparisons"):
         lines += ["", "## Paired comparisons", "", "| a | b | diff (b − a) | 95% CI | p | test |", "|---|---|---|---|---|---|"]
         for c in report["comparisons"]:
@@ -153,6 +161,49 @@ def to_markdown(report: dict) -> str:
         lines += ["", "## Training time: estimated vs measured", "", f"- {timing}"]
     lines.append("")
     return redact("\n".join(lines))
+
+
+CHOICES_NOTE = ("classification with choices decoding scores each label's likelihood: the output is "
+                "already constrained to the labels, the same kind of workflow constraint as constrained decoding")
+
+
+def quality_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Secondary quality per pipeline: format compliance, the judge with its calibration, groundedness.
+
+    Empty when the task declares no format and no judge."""
+    checks = report["task"].get("format_checks") or []
+    pipes = {n: p for n, p in report["pipelines"].items() if p.get("status") == "ok"}
+    judged = any(p.get("judge") for p in pipes.values())
+    grounded = any(p.get("groundedness") for p in pipes.values())
+    if not (checks or judged):
+        return [], []
+    cols = ["pipeline", *checks]
+    if judged:
+        cols += ["judge", "judge 95% CI", "agrees with", "flips (up/down)"]
+    if grounded:
+        cols.append("grounded")
+    rows = []
+    for name, p in pipes.items():
+        m, j = p.get("metrics") or {}, p.get("judge") or {}
+        row = [NAMES.get(name, name), *(fmt(m.get(c)) for c in checks)]
+        if judged:
+            ci = j.get("ci")
+            row += [fmt(j.get("score")), f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "—",
+                    f"{j['reference']} {fmt(j.get('agreement'))}" if j else "—",
+                    f"{j['flips_up']}/{j['flips_down']}" if j else "—"]
+        if grounded:
+            row.append(fmt((p.get("groundedness") or {}).get("score")))
+        rows.append(row)
+    return cols, rows
+
+
+def judge_cost_line(report: dict) -> str | None:
+    j = (report.get("evaluation_cost") or {}).get("judge")
+    if not j:
+        return None
+    usd = "—" if j.get("usd") is None else fmt_usd(j["usd"])
+    return (f"Judge ({j['model']}): {j['calls']} calls, {j['cached']} from cache, {fmt(j['seconds'], 1)} s, "
+            f"{usd} — evaluation cost, not in any pipeline's cost")
 
 
 def write_all(report: dict, out_dir: Path) -> None:

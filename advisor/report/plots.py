@@ -12,8 +12,8 @@ import io
 import math
 from typing import Any, Sequence
 
-NAMES = {"baseline": "Classical baseline", "prompting": "Prompting", "rag": "RAG", "finetune": "LoRA fine-tune"}
-COLOURS = {"baseline": "#6b7280", "prompting": "#2563eb", "rag": "#ea7a0c", "finetune": "#16a34a"}
+NAMES = {"baseline": "Classical baseline", "prompting": "Prompting", "constrained": "Constrained decoding", "rag": "RAG", "finetune": "LoRA fine-tune"}
+COLOURS = {"baseline": "#6b7280", "prompting": "#2563eb", "constrained": "#7c3aed", "rag": "#ea7a0c", "finetune": "#16a34a"}
 TARGET_COLOUR = "#dc2626"
 DPI = 110
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..environment import shown
-from .files import NAMES, fmt, fmt_sig, fmt_usd, pretraining_line, training_time_line
+from .files import NAMES, fmt, fmt_sig, fmt_usd, judge_cost_line, pretraining_line, quality_rows, training_time_line
 
 STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
 
@@ -92,6 +92,18 @@ def comparisons_table(report: dict, width: int = WIDE) -> Table | None:
     return table
 
 
+def quality_table(report: dict) -> Table | None:
+    cols, rows = quality_rows(report)
+    if not rows:
+        return None
+    table = Table(title="Format compliance and judge (share of items; judge calibrated on the same items)")
+    for col in cols:
+        table.add_column(col, no_wrap=True, justify="left" if col == "pipeline" else "right")
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
 def selection_table(report: dict) -> Table | None:
     rows = report.get("base_model_selection") or []
     if len(rows) < 2:
@@ -112,9 +124,12 @@ def render(report: dict, console: Console | None = None) -> None:
     report = shown(report)  # secrets redacted and terminal escapes removed from everything shown
     if report["task"].get("trust_remote_code"):
         console.print("[bold yellow]trust_remote_code: true[/] — the task allowed the model's own Python code to run")
-    for part in (selection_table(report), pipelines_table(report, console.width), comparisons_table(report, console.width)):
+    for part in (selection_table(report), pipelines_table(report, console.width), quality_table(report),
+                 comparisons_table(report, console.width)):
         if part is not None:
             console.print(part)
+    if judge_cost_line(report):
+        console.print(judge_cost_line(report), markup=False, highlight=False)
     full = (report.get("costs") or {}).get("full_finetune_estimate")
     if full:
         console.print(
