@@ -163,3 +163,18 @@ def test_calibration_counts_agreement_and_flips():
 def test_parse_reply_tolerates_an_endpoint_judges_formatting():
     assert parse_reply("**Verdict:** pass\nReasoning: fine") == (True, "fine")
     assert parse_reply("I think it is good") == (None, "I think it is good")
+
+
+def test_groundedness_asks_about_the_retrieved_passages(tmp_path):
+    seen = []
+
+    def chat(messages):
+        seen.append(messages[-1]["content"])
+        supported = "1889" in messages[-1]["content"].split("Question:")[0]
+        return f"Verdict: {'PASS' if supported else 'FAIL'}\nReasoning: checked the passages."
+
+    items = [JudgeItem("a", "When was the tower built?", "1889", passages=("The tower was completed in 1889.",)),
+             JudgeItem("b", "When was the tower built?", "1920", passages=("The bridge opened in 1920.",))]
+    verdicts = Judge("m", "unused", chat, JudgeCache(tmp_path)).groundedness(items)
+    assert [v.score for v in verdicts] == [1.0, 0.0]
+    assert "[1] The tower was completed in 1889." in seen[0] and "Answer: 1889" in seen[0]
