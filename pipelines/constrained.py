@@ -87,7 +87,7 @@ class FormatMask:
             if self.eos in seq:
                 allowed = [self.eos]  # finished row: generate() pads it
             else:
-                allowed = self.enforcers[r].get_allowed_tokens(seq).allowed_tokens
+                allowed = self.enforcers[r].get_allowed_tokens(seq).allowed_tokens or [self.eos]
                 if self.eos in allowed and len(allowed) <= len(self.blank) + 1 and \
                         all(t == self.eos or t in self.blank for t in allowed):
                     allowed = [self.eos]
