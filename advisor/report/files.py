@@ -177,6 +177,10 @@ def quality_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     grounded = any(p.get("groundedness") for p in pipes.values())
     if not (checks or judged):
         return [], []
+    # the content beside the format: what a valid reply says (of format.answer_field, if set)
+    content = [c for c in ("exact_match", "token_f1") if c != report["task"].get("metric")
+               and any(c in (p.get("metrics") or {}) for p in pipes.values())][:1] if checks else []
+    checks = [*checks, *content]
     cols = ["pipeline", *checks]
     if judged:
         cols += ["judge", "judge 95% CI", "agrees with", "flips (up/down)"]
