@@ -112,9 +112,9 @@ def test_bad_suites_name_the_file_and_entry(tmp_path, text, message):
         assert str(tmp_path / "suite.yaml") in str(err.value)
 
 
-def test_the_shipped_suite_lists_the_three_benchmark_tasks():
+def test_the_shipped_suite_lists_the_benchmark_tasks():
     s = bench.load_suite(ROOT / "benchmarks" / "suite.yaml")
-    assert sorted(t.path.name for t in s.tasks) == ["banking77.yaml", "sentiment_mr.yaml", "squad_rag.yaml"]
+    assert sorted(t.path.name for t in s.tasks) == ["banking77.yaml", "intent_json.yaml", "sentiment_mr.yaml", "squad_rag.yaml"]
     assert all(t.path.is_file() for t in s.tasks)
 
 
