@@ -28,8 +28,9 @@ PROMPT_VERSION = 1  # bump when the judge prompts change: old cache entries stop
 VERDICT = re.compile(r"verdict\s*:\s*\**\s*(pass|fail)", re.IGNORECASE)
 REASONING = re.compile(r"reasoning\s*:\s*(.*)", re.IGNORECASE | re.DOTALL)
 # what a local judge is held to while decoding: the verdict first (it always fits the token
-# budget), then one line of reasoning
-LOCAL_REPLY_REGEX = r"Verdict: (PASS|FAIL)\nReasoning: [^\n]{1,200}"
+# budget), then the reasoning, written freely (free text under a parser costs a vocabulary walk
+# per token, so only the head is constrained)
+LOCAL_REPLY_HEAD = r"Verdict: (PASS|FAIL)\nReasoning:"
 
 
 @dataclass(frozen=True)
@@ -166,16 +167,17 @@ def calibration(judge: Sequence[float], reference: Sequence[float]) -> dict:
 
 
 def local_chat(generator, max_new_tokens: int, usage: JudgeUsage | None = None):
-    """(chat, batch) over a local model: greedy, held to LOCAL_REPLY_REGEX while decoding."""
+    """(chat, batch) over a local model: greedy, its verdict held to LOCAL_REPLY_HEAD while decoding."""
     from pipelines.constrained import generate_constrained
 
     def make_parser():
         from lmformatenforcer import RegexParser
 
-        return RegexParser(LOCAL_REPLY_REGEX)
+        return RegexParser(LOCAL_REPLY_HEAD)
 
     def batch(conversations: list[Messages]) -> list[str]:
-        gens = generate_constrained(generator, conversations, make_parser, max_new_tokens, desc="judge")
+        gens = generate_constrained(generator, conversations, make_parser, max_new_tokens, desc="judge",
+                                    free_after="Reasoning:")
         if usage is not None:
             usage.prompt_tokens += sum(g.prompt_tokens for g in gens)
             usage.output_tokens += sum(g.output_tokens for g in gens)

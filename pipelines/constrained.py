@@ -72,11 +72,12 @@ class FormatMask:
     """LogitsProcessor: per row, only tokens that keep the output valid; end once it is complete
     and the format allows nothing but blanks (else a small model pads with newlines to the limit)."""
 
-    def __init__(self, data, make_parser: Callable[[], object], rows: int, start: int):
+    def __init__(self, data, make_parser: Callable[[], object], rows: int, start: int, free_after: str | None = None):
         from lmformatenforcer import TokenEnforcer
 
         self.enforcers = [TokenEnforcer(data, make_parser()) for _ in range(rows)]
         self.start, self.eos, self.blank = start, data.eos_token_id, data.blank_ids
+        self.decode, self.free_after = data.decoder, free_after
 
     def __call__(self, input_ids, scores):
         import torch
@@ -86,6 +87,9 @@ class FormatMask:
             seq = input_ids[r, self.start:].tolist()
             if self.eos in seq:
                 allowed = [self.eos]  # finished row: generate() pads it
+            elif self.free_after and self.free_after in self.decode(seq):
+                mask[r] = 0.0  # the constrained head is written; the rest is free text
+                continue
             else:
                 allowed = self.enforcers[r].get_allowed_tokens(seq).allowed_tokens or [self.eos]
                 if self.eos in allowed and len(allowed) <= len(self.blank) + 1 and \
@@ -97,9 +101,14 @@ class FormatMask:
 
 def generate_constrained(
     gen: Generator, prompts: Sequence[Messages], make_parser: Callable[[], object], max_new_tokens: int,
-    desc: str = "generating (constrained)",
+    desc: str = "generating (constrained)", free_after: str | None = None,
 ) -> list[Generation]:
-    """Greedy generation under a format: batched and length-sorted like Generator.generate."""
+    """Greedy generation under a format: batched and length-sorted like Generator.generate.
+
+    `free_after`: once a row has written this text, it continues unconstrained. Free text under
+    a parser is the expensive case (every vocabulary token is walked at every step), so a
+    format that ends in free text (the judge's reasoning) constrains only its head.
+    """
     import torch
     from transformers import LogitsProcessorList
 
@@ -111,7 +120,7 @@ def generate_constrained(
     budget = max(gen.max_batch_tokens, max(len(e) for e in encoded) + max_new_tokens) if encoded else 0
     for batch in length_batches([len(e) + max_new_tokens for e in encoded], gen.batch_size, budget):
         ids, mask = gen._pad([encoded[i] for i in batch])
-        proc = FormatMask(data, make_parser, len(batch), ids.shape[1])
+        proc = FormatMask(data, make_parser, len(batch), ids.shape[1], free_after)
         with torch.inference_mode():
             out = gen.model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
