@@ -733,6 +733,7 @@ class Assessment:
         if self.results.get("finetune", {}).get("status") != "ok" and (self.out_dir / "adapter").exists():
             shutil.rmtree(self.out_dir / "adapter", ignore_errors=True)
             (self.out_dir / "stages" / "finetune.json").unlink(missing_ok=True)  # its artifact is gone
+
     # ------------------------------------------------------------------ the LLM judge
     def run_judge(self) -> None:
         """Judge every ok pipeline's answers (and RAG's groundedness), calibrated on the same items."""
