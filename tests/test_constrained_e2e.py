@@ -72,7 +72,7 @@ def test_local_judge_is_cached_so_a_rerun_makes_no_calls(generator, tmp_path):
 
 def _assess(task: Path, out: Path):
     return subprocess.run([sys.executable, "-m", "advisor.cli", "assess", str(task), "--out", str(out), "--json"],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=1800)  # two pipelines + judge
 
 
 @pytest.mark.e2e
