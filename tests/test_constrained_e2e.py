@@ -118,7 +118,7 @@ def test_a_scorer_that_raises_is_one_line_naming_the_item(tmp_path):
     task_dir = tmp_path / "task"
     shutil.copytree(FIXTURE, task_dir)
     text = (task_dir / "task.yaml").read_text().replace("my_scorers:city_named", "my_scorers:broken")
-    (task_dir / "task.yaml").write_text(text.split("judge:")[0])
+    (task_dir / "task.yaml").write_text(text.split("\njudge:")[0] + "\n")  # no judge: fail fast
     proc = _assess(task_dir / "task.yaml", tmp_path / "run")
     assert proc.returncode == 2, proc.stderr[-2000:]
     err = proc.stderr.strip().splitlines()
