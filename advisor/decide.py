@@ -105,11 +105,16 @@ class Verdict:
     verdict: str  # meets | likely | misses
     probability: float | None  # P(true score at or beyond the target); None: no scores to tell
     n: int | None
-    items_to_confirm: int | None  # more eval items at which the bound would clear the target
+    n_to_confirm: int | None  # eval items in all at which the bound would clear the target
     interval: str  # wilson | bootstrap | bootstrap-metric | given
     setup_usd: float = 0.0
     usd_per_1k: float = 0.0
     total_usd: float | None = None  # setup + requests over the horizon; None: not costed
+
+    @property
+    def items_to_confirm(self) -> int | None:
+        """Eval items to label on top of the n already scored (likely verdicts only)."""
+        return None if self.n_to_confirm is None else max(0, self.n_to_confirm - (self.n or 0))
 
 
 @dataclass
@@ -238,8 +243,7 @@ def _prob_text(v: Verdict, target: float, hib: bool) -> str:
 
 
 def _more_items(v: Verdict) -> str:
-    extra = (v.items_to_confirm or 0) - (v.n or 0)
-    return (f"label about {extra:,} more eval items ({v.items_to_confirm:,} in all): if the score holds, "
+    return (f"label about {v.items_to_confirm:,} more eval items ({v.n_to_confirm:,} in all): if the score holds, "
             f"its lower bound then clears the target")
 
 
@@ -437,7 +441,7 @@ def decide(inp: DecisionInput) -> Decision:
             steps.append("ship the classical baseline (embeddings + classifier); no LLM or GPU is needed"
                          if c.name == "baseline" else f"ship {c.name}")
         else:
-            steps.append(f"to confirm {c.name}: {_more_items(c)}" if c.items_to_confirm else
+            steps.append(f"to confirm {c.name}: {_more_items(c)}" if c.n_to_confirm else
                          f"to confirm {c.name}: label more eval items")
     else:
         if not ok:
@@ -543,10 +547,10 @@ def decide(inp: DecisionInput) -> Decision:
         break_even_requests=break_even,
         verdict=status,
         probability=choice.probability if choice else None,
-        items_to_confirm=((choice.items_to_confirm or 0) - (choice.n or 0)) if choice and status == "provisional"
-        and choice.items_to_confirm else None,
+        items_to_confirm=choice.items_to_confirm if choice and status == "provisional" else None,
         headline=headline,
-        verdicts={n: {**asdict(v), "ci": [v.ci[0], v.ci[1]]} for n, v in verdicts.items()},
+        verdicts={n: {**asdict(v), "ci": [v.ci[0], v.ci[1]], "items_to_confirm": v.items_to_confirm}
+                  for n, v in verdicts.items()},
         margin=inp.margin,
         horizon_months=inp.horizon_months,
     )
