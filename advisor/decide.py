@@ -34,7 +34,6 @@ from advisor.stats import (
     ALPHA,
     PairedComparison,
     bootstrap_ci,
-    bootstrap_metric,
     check_finite,
     holm,
     is_binary,
@@ -42,10 +41,10 @@ from advisor.stats import (
     items_needed_for_pair,
     items_to_clear,
     mdd_for,
+    metric_ci,
     noninferiority_bound,
     paired_compare,
     paired_metric_compare,
-    percentile_ci,
     prob_at_least,
     wilson_ci,
 )
@@ -157,8 +156,8 @@ def _interval(o: PipelineOutcome, target: float, hib: bool) -> tuple[tuple[float
     """(CI, P(at or beyond target), items in all to clear the target, interval name)."""
     score = float(o.score)
     if o.score_fn is not None and o.n_items:
-        reps = bootstrap_metric(o.score_fn, o.n_items)
-        ci = percentile_ci(reps, score) if o.ci is None else (float(o.ci[0]), float(o.ci[1]))
+        ci, reps = metric_ci(o.score_fn, o.n_items)
+        ci = ci if o.ci is None else (float(o.ci[0]), float(o.ci[1]))
         se = float(reps.std(ddof=1))
         return (ci, prob_at_least(target, replicates=reps, higher_is_better=hib),
                 items_to_clear(target, score, o.n_items, binary=False, se=se, higher_is_better=hib), "bootstrap-metric")
