@@ -17,20 +17,14 @@ NAMES = {"baseline": "Classical baseline", "prompting": "Prompting", "rag": "RAG
 
 
 def recommendation_title(rec: dict) -> str:
-    """The panel's headline: the choice and its verdict (confirmed / provisional / none)."""
+    """The panel's headline: the choice and its verdict; the sentence under it says why (and
+    carries the numbers), so nothing here repeats it."""
     choice, verdict = rec.get("choice", "none"), rec.get("verdict")
     if choice == "none":
         best = rec.get("best")
         return "none: no pipeline is even likely to meet the target" + (f" (best: {NAMES.get(best, best)})" if best else "")
     name = NAMES.get(choice, choice)
-    if verdict == "provisional":
-        extra = []
-        if rec.get("probability") is not None:
-            extra.append(f"P(meets) {rec['probability']:.2f}")
-        if rec.get("items_to_confirm"):
-            extra.append(f"~{rec['items_to_confirm']:,} more eval items to confirm")
-        return f"{name}: provisional" + (f" ({'; '.join(extra)})" if extra else "")
-    return f"{name}: confirmed" if verdict == "confirmed" else name
+    return f"{name} — {verdict}" if verdict in ("confirmed", "provisional") else name
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
