@@ -389,3 +389,31 @@ def test_pure_modules_import_no_ml_stack():
     assert out.stdout.strip() == ""
 
 
+
+
+def test_the_panel_prints_headline_then_why_not_then_next_steps_each_once():
+    import io
+
+    from rich.console import Console
+
+    from advisor.report.files import to_markdown
+    from advisor.report.terminal import recommendation_panel
+
+    d = decide(inp(ok("baseline", 44, n=60), ok("prompting", 39, n=60), ok("rag", 35, n=60),
+                   ok("finetune", 50, n=60, setup_usd=2, usd_per_1k=0.1), requests_per_month=1000))
+    report = {"task": {"name": "sentiment", "metric": "accuracy", "target": 0.8}, "recommendation": d.to_dict()}
+    buf = io.StringIO()
+    Console(file=buf, width=400, force_terminal=False).print(recommendation_panel(report))
+    text = buf.getvalue()
+    lines = [ln.strip(" │╭╮╰╯─") for ln in text.splitlines()]
+    lines = [ln.strip() for ln in lines if ln.strip()]
+    assert "LoRA fine-tune — provisional" in lines[1]
+    assert lines[2].startswith("• finetune likely meets the target (provisional)")
+    order = [text.index(s) for s in (d.headline, "Why not the others", "Next steps")]
+    assert order == sorted(order)
+    bullets = [ln for ln in lines if ln.startswith("•")]
+    assert len(bullets) == len(set(bullets)) == len(d.reasons) + len(d.why_not) + len(d.next_steps)
+    assert "provisional" in to_markdown({**report, "task": {**report["task"], "type": "classification", "n_eval": 60,
+                                                            "n_train": 0, "n_corpus_docs": 0, "decoding": "choices"},
+                                         "base_model": "m", "created": "now", "advisor_version": "x",
+                                         "wall_seconds": 1, "environment": {}, "pipelines": {}})
