@@ -237,8 +237,8 @@ def _prob_text(v: Verdict, target: float, hib: bool) -> str:
         return ""
     side = "≥" if hib else "≤"
     p = v.probability
-    shown = ">0.999" if p > 0.999 else "<0.001" if p < 0.001 else f"{p:.2f}"
-    return f"P(true {side} {_n(target)}) = {shown}"
+    shown = "> 0.99" if p > 0.99 else "< 0.01" if p < 0.01 else f"= {p:.2f}"
+    return f"P(true {side} {_n(target)}) {shown}"
 
 
 def _more_items(v: Verdict) -> str:
