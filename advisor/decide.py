@@ -480,7 +480,8 @@ def decide(inp: DecisionInput) -> Decision:
                              f"of {_usd(inp.budget_setup_usd)}")
         elif v.verdict == "misses":
             prob = _prob_text(v, t, hib)
-            why_not[name] = f"misses the target: {desc}" + (f"; {prob}" if prob else "")
+            shown = "the best, but misses the target" if choice is None and best is v else f"misses the target: {desc}"
+            why_not[name] = shown + (f"; {prob}" if prob else "")  # the headline already gave the best's score
         elif choice is not None and status == "confirmed" and _rank(name) > _rank(chosen):
             why_not[name] = f"not needed: {chosen} is simpler and meets the target ({name}: {desc}, {v.verdict})"
         elif choice is not None and v.verdict == "likely" and status == "confirmed":
