@@ -7,9 +7,11 @@ Every number here is a documented rule of thumb; every price is overridable.
 Sources and assumptions
 -----------------------
 * Peak dense (no sparsity) tensor FLOP/s from NVIDIA datasheets, bf16 unless noted:
-  H100 SXM 989 T; H200 989 T (the H100 die with 141 GB HBM3e); A100 80GB 312 T; L40S 362 T; L4 121 T; A10G 125 T (the A10 datasheet
-  figure; AWS's A10G is a close variant, so treat it as approximate); T4 65 T (fp16 --
-  Turing has no bf16). Memory bandwidth from the same sheets: 3350, 4800, 2039, 864, 300,
+  H100 SXM 989 T; H200 989 T (the H100 die with 141 GB HBM3e); A100 80GB 312 T; L40S 362 T; L4 121 T;
+  A10G 70 T (AWS's variant of the A10, which has no NVIDIA datasheet: public A10 vs A10G
+  comparisons, e.g. Baseten's "NVIDIA A10 vs A10G for ML model inference", list ~70 T bf16
+  tensor for the A10G against the A10's 125 T, with the same 24 GB and 600 GB/s); T4 65 T
+  (fp16 -- Turing has no bf16). Memory bandwidth from the same sheets: 3350, 4800, 2039, 864, 300,
   600, 320 GB/s.
 * "CPU" is a stand-in for a generic 2-core cloud VM: peak 1.92e11 FLOP/s fp32 (2 cores x
   3 GHz x 32 FLOP/cycle: two 256-bit FMA units), 20 GB/s, 8 GB RAM, $0.10/h. Training MFU
@@ -21,17 +23,29 @@ Sources and assumptions
 * $/hour are rough single-GPU on-demand list prices of 2024-25 clouds (they vary 2-3x
   between providers); override them in task.yaml ``hardware.usd_per_hour``.
 * Training FLOPs: 6·N·D for full fine-tuning (Kaplan et al. 2020; Hoffmann et al. 2022
-  "Chinchilla": 2·N·D forward + 4·N·D backward). LoRA ≈ 4·N·D: frozen weights still need
-  activation gradients (2·N·D) but no weight gradients; the adapters' own FLOPs are
-  negligible. Hu et al. 2021 report LoRA at roughly 2/3 of full fine-tuning cost, which
-  4/6 matches.
-* Time = FLOPs / (peak × MFU). Default training MFU 0.35 (typical for well-fed single-GPU
-  bf16 training); inference MFU 0.4 for the compute-bound prefill. After a real run,
-  ``measured_mfu`` replaces the default.
+  "Chinchilla": 2·N·D forward + 4·N·D backward). LoRA ≈ 4·N·D is a FLOP count, not a
+  measured speed-up. It assumes: the forward pass is unchanged (2·N·D); the backward pass
+  still propagates activation gradients through every frozen layer (2·N·D) but computes
+  no weight gradients for them (the other 2·N·D of a full backward); the adapters' own
+  FLOPs and optimizer step are negligible (r << hidden). Hu et al. 2021 measured a ~25 %
+  training speed-up on GPT-3 175B, less than 6/4 would suggest: memory traffic, the
+  unchanged forward and fixed per-step overheads do not shrink with the FLOPs.
+* Time = FLOPs / (peak × MFU). Training MFU 0.35 is the default for a well-fed single-GPU
+  bf16 run of a ~7B model; inference MFU 0.4 for the compute-bound prefill. A small model
+  cannot reach that: its matrix multiplications (hidden 576 for a 135M model) fill a
+  fraction of the tensor cores and per-step overheads (kernel launches, optimizer, data)
+  do not shrink with it. On GPUs the training MFU is therefore scaled by
+  min(1, (N / 7e9) ** 0.3), floored at 0.3x: a 135M model gets ~0.31x (0.11 on an H100),
+  1B 0.56x, 7B and up 1x. That curve is our assumption, not a measurement (no GPU was
+  available to this project when it was set; Megatron-LM's Narayanan et al. 2021, Table 1,
+  shows MFU still rising with size even from 1.7B up); the CPU stand-in's 0.55 was
+  measured on the 135M model itself and is not scaled. After a real run, ``measured_mfu``
+  replaces the estimate (benchmarks/gpu_check.sh prints it).
 * Inference ≈ 2·N FLOPs per token. Prefill is compute-bound; each decode step reads all
   weights once, so it is the slower of compute and memory bandwidth (a roofline) for a
   server batching ``batch`` requests (default 16, a modestly loaded server).
-* Memory (decimal GB, 1e9 bytes): full fine-tune ≈ 16 bytes/param (bf16 weights 2 +
+* Memory (decimal GB, 1e9 bytes). On the CPU stand-in training and serving run in fp32:
+  4 bytes per weight and per activation value, not 2. On GPUs: full fine-tune ≈ 16 bytes/param (bf16 weights 2 +
   bf16 grads 2 + fp32 master 4 + Adam m, v 8; Rajbhandari et al. 2020 "ZeRO");
   LoRA = 2 bytes/param frozen bf16 + 16 bytes/trainable param; QLoRA = ~0.55 bytes/param
   (4-bit NF4 0.5 + quantisation constants + layers kept in bf16; Dettmers et al. 2023)
@@ -55,6 +69,12 @@ QLORA_BYTES_PER_PARAM = 0.55
 # processes were competing for the cores while a CPU training time was measured.
 CONTENDED_LOAD_PER_CORE = 1.5
 TRAIN_FLOPS_PER_PARAM_TOKEN = {"full": 6.0, "lora": 4.0, "qlora": 4.0}
+# Training MFU against model size on GPUs (see the module docstring): the card's MFU holds from
+# MFU_FULL_SIZE_PARAMS up and scales as (N / that) ** MFU_SIZE_EXPONENT below, floored.
+MFU_FULL_SIZE_PARAMS = 7e9
+MFU_SIZE_EXPONENT = 0.3
+MFU_SIZE_FLOOR = 0.3
+CPU_BYTES_PER_VALUE = 4.0  # the CPU stand-in trains and serves in fp32
 
 
 @dataclass(frozen=True)
@@ -82,7 +102,7 @@ HARDWARE: dict[str, Hardware] = {
         Hardware("A100-80GB", 312e12, 80, 2.00, 0.35, 0.4, 2039),
         Hardware("L40S", 362e12, 48, 1.50, 0.35, 0.4, 864),
         Hardware("L4", 121e12, 24, 0.80, 0.35, 0.4, 300),
-        Hardware("A10G", 125e12, 24, 1.00, 0.35, 0.4, 600),
+        Hardware("A10G", 70e12, 24, 1.00, 0.35, 0.4, 600),
         Hardware("T4", 65e12, 16, 0.53, 0.30, 0.35, 320),
         Hardware("CPU", 1.92e11, 8, 0.10, 0.55, 0.15, 20),
     )
@@ -126,9 +146,19 @@ def train_flops(n_params: float, tokens: float, method: str = "lora") -> float:
     return k * float(n_params) * float(tokens)
 
 
-def train_seconds(flops: float, hw: Hardware, mfu: float | None = None) -> float:
-    """Wall time = FLOPs / (peak × MFU); MFU defaults to the card's training MFU."""
-    u = hw.train_mfu if mfu is None else mfu
+def train_mfu_for(hw: Hardware, n_params: float | None) -> float:
+    """The training MFU a model of ``n_params`` can expect on ``hw``: the card's (a ~7B
+    model's) scaled down for small models on GPUs; the CPU stand-in's is measured as is."""
+    if not n_params or hw.name == "CPU":
+        return hw.train_mfu
+    scale = min(1.0, max(MFU_SIZE_FLOOR, (float(n_params) / MFU_FULL_SIZE_PARAMS) ** MFU_SIZE_EXPONENT))
+    return hw.train_mfu * scale
+
+
+def train_seconds(flops: float, hw: Hardware, mfu: float | None = None, n_params: float | None = None) -> float:
+    """Wall time = FLOPs / (peak × MFU); MFU defaults to the card's training MFU, scaled to
+    the model's size when ``n_params`` is given (train_mfu_for)."""
+    u = train_mfu_for(hw, n_params) if mfu is None else mfu
     if u <= 0 or hw.peak_flops <= 0:
         raise ValueError("MFU and peak FLOP/s must be > 0")
     return float(flops) / (hw.peak_flops * u)
@@ -160,9 +190,10 @@ def full_ft_memory_gb(n_params: float, activations_gb: float = 0.0) -> float:
     return n_params * FULL_FT_BYTES_PER_PARAM / GB + activations_gb
 
 
-def lora_memory_gb(n_params: float, trainable: float, activations_gb: float = 0.0) -> float:
-    """Frozen bf16 base (2 bytes/param) + 16 bytes per trainable adapter param."""
-    return (2.0 * n_params + ADAM_BYTES_PER_TRAINABLE * trainable) / GB + activations_gb
+def lora_memory_gb(n_params: float, trainable: float, activations_gb: float = 0.0,
+                   bytes_per_param: float = 2.0) -> float:
+    """Frozen base (bf16: 2 bytes/param; fp32 on CPU: 4) + 16 bytes per trainable adapter param."""
+    return (bytes_per_param * n_params + ADAM_BYTES_PER_TRAINABLE * trainable) / GB + activations_gb
 
 
 def qlora_memory_gb(
@@ -317,7 +348,7 @@ def estimate_pipeline_cost(
         out["prompt_tokens"], out["output_tokens"] = prompt_tokens, 0
     else:
         per_request = usd_per_request(n_params, prompt_tokens, output_tokens, hw, batch=batch)
-        memory = inference_memory_gb(mem_n)
+        memory = inference_memory_gb(mem_n, CPU_BYTES_PER_VALUE if hw.name == "CPU" else 2)
         out["prompt_tokens"], out["output_tokens"] = prompt_tokens, output_tokens
         assumptions.append(
             f"inference: 2·N FLOPs/token; prefill at {hw.infer_mfu:.0%} MFU, decode roofline "
@@ -346,12 +377,14 @@ def estimate_pipeline_cost(
             trainable_params = 0.01 * n_params
             assumptions.append("finetune: trainable adapter params unknown; assumed 1% of the base model")
         flops = train_flops(n_params, train_tokens, method)
-        est = train_seconds(flops, hw)
+        est = train_seconds(flops, hw, n_params=n_params)
         out["train_flops"] = flops
         out["train_seconds_estimated"] = est
+        out["train_mfu"] = train_mfu_for(hw, n_params)
         assumptions.append(
-            f"training: {'4' if method == 'lora' else '6'}·N·D FLOPs at {hw.train_mfu:.0%} MFU of "
-            f"{hw.peak_flops / 1e12:.0f} TFLOP/s ({hw.name})"
+            f"training: {'4' if method == 'lora' else '6'}·N·D FLOPs at {out['train_mfu']:.0%} MFU of "
+            f"{hw.peak_flops / 1e12:.0f} TFLOP/s ({hw.name}"
+            + (f"; {hw.train_mfu:.0%} scaled for a {n_params / 1e9:.2g}B model)" if out["train_mfu"] != hw.train_mfu else ")")
         )
         setup_seconds = est
         mdev = _known_hw(measured_device, hw)
@@ -360,7 +393,7 @@ def estimate_pipeline_cost(
             out["measured_device"] = str(measured_device)
             assumptions.append(f"training: measured on {measured_device}, which has no hardware entry; not compared")
         elif measured_train_seconds is not None and kind == "finetune":
-            est_on_mdev = train_seconds(flops, mdev)
+            est_on_mdev = train_seconds(flops, mdev, n_params=n_params)
             out["train_seconds_measured"] = float(measured_train_seconds)
             out["measured_device"] = mdev.name
             out["train_seconds_estimated_on_measured_device"] = est_on_mdev
@@ -386,19 +419,22 @@ def estimate_pipeline_cost(
                 setup_seconds = float(measured_train_seconds)
                 assumptions.append(f"training: setup priced from the measured run on {hw.name}")
         act = 0.0
+        value_bytes = CPU_BYTES_PER_VALUE if hw.name == "CPU" else 2.0
         if n_layers and hidden:
             seq = train_seq_len or int(prompt_tokens + output_tokens)
-            act = activation_gb(n_layers, hidden, seq, train_batch)
+            act = activation_gb(n_layers, hidden, seq, train_batch, bytes=value_bytes)
             assumptions.append(
-                f"activations: 34·s·b·h bytes/layer (s={seq}, b={train_batch}, flash attention)"
+                f"activations: {17 * value_bytes:.0f}·s·b·h bytes/layer (s={seq}, b={train_batch}, flash attention)"
             )
+        if hw.name == "CPU":
+            assumptions.append("memory: fp32 on the CPU stand-in (4 bytes per weight and activation)")
         if kind == "finetune":
-            memory = lora_memory_gb(mem_n, trainable_params, act)
+            memory = lora_memory_gb(mem_n, trainable_params, act, bytes_per_param=value_bytes)
             out["qlora_memory_gb"] = qlora_memory_gb(mem_n, trainable_params, act)
         else:
             memory = full_ft_memory_gb(mem_n, act)
             assumptions.append("full fine-tune: estimated only, never run")
-        out["serving_memory_gb"] = inference_memory_gb(mem_n)
+        out["serving_memory_gb"] = inference_memory_gb(mem_n, value_bytes)
     else:
         out["serving_memory_gb"] = memory
 

@@ -1,27 +1,53 @@
-"""The recommendation: measured results in, a decision a team can defend out.
+"""The recommendation: measured results in, a decision a team can act on out.
 
 Why pure: the rules are the product's judgement, so they must be testable on synthetic
 results without a model in sight, and every branch must say *why* in numbers.
 
-The workflow (DESIGN.md, "The decision"), cheapest first: baseline (classical, no LLM),
-else prompting, else RAG -- the first that meets the target wins; else the LoRA fine-tune,
-only if it meets the target AND beats the best cheaper pipeline in a significant paired
-test AND its setup cost fits the budget; else ``none``: the best, named as short of
-target, with next steps.
+Each scored pipeline first gets a **verdict** against the target, with its confidence:
 
-"Meets" means the CI bound on the pessimistic side clears the target (lower bound for
-higher-is-better metrics, upper bound otherwise): a point score that merely touches
-the target on a small eval set is not a promise. Ties inside the noise go to the
-cheaper pipeline.
+* ``meets``  -- the pessimistic 95 % bound clears the target (lower bound for
+  higher-is-better metrics);
+* ``likely`` -- the point score clears it but the bound does not yet; we state the
+  probability that the true score is at or beyond the target (Jeffreys posterior for 0/1
+  scores, the bootstrap distribution otherwise) and how many eval items would confirm it;
+* ``misses`` -- the point score does not clear it.
+
+The choice (DESIGN.md, "The decision"): the operationally simplest pipeline that *meets*
+the target (baseline < prompting < RAG < fine-tune) -> verdict ``confirmed``; else the
+simplest *likely* one that is as good as the best likely one (non-inferior within
+``margin``) -> ``provisional``, with what would confirm it; ``none`` only when nothing is
+even likely, naming the best by score. A pipeline whose setup is over the budget is never
+chosen. Cost enters as each pipeline's total over a horizon (setup + per-request cost x
+requests/month x months): when a dearer-to-build pipeline is cheaper to own at the stated
+volume, the report says so, with the break-even volume. Pairwise comparisons are
+Holm-adjusted across the reported family.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 from advisor import cost
-from advisor.stats import PairedComparison, items_needed, items_needed_for_pair, mdd_for, paired_compare, score_ci
+from advisor.stats import (
+    ALPHA,
+    PairedComparison,
+    bootstrap_ci,
+    check_finite,
+    holm,
+    is_binary,
+    items_needed,
+    items_needed_for_pair,
+    items_to_clear,
+    mdd_for,
+    metric_ci,
+    noninferiority_bound,
+    paired_compare,
+    paired_metric_compare,
+    prob_at_least,
+    wilson_ci,
+)
 
 # cheapest first; `constrained` (prompting with the task's format enforced while decoding)
 # runs only for tasks that declare a format, and is tried before RAG and the fine-tune
@@ -29,6 +55,12 @@ ORDER = ("baseline", "prompting", "constrained", "rag", "finetune")
 CHEAPER = ORDER[:-1]
 LARGE_MDD = 0.10  # an eval set that cannot see a 10-point gap is too small to rank pipelines
 FINETUNE_MODES = ("auto", "always", "never")
+# "As good as": a gap smaller than 5 points of a 0-1 score is one a team would rather not pay
+# (in setup or operations) to close. At n = 60 a paired difference's one-sided bound sits
+# ~0.06-0.1 below its estimate, so a smaller default could almost never be shown.
+DEFAULT_MARGIN = 0.05
+DEFAULT_HORIZON_MONTHS = 12
+VERDICTS = ("meets", "likely", "misses")
 
 
 @dataclass
@@ -36,11 +68,16 @@ class PipelineOutcome:
     name: str  # "baseline" | "prompting" | "rag" | "finetune"
     status: str  # "ok" | "skipped" | "failed"
     score: float | None
-    ci: tuple[float, float] | None
-    per_example: list[float] | None  # aligned on the same eval items across pipelines
+    ci: tuple[float, float] | None  # given: used as is; None: computed from the scores below
+    per_example: list[float] | None  # the target metric per item, aligned across pipelines
     setup_usd: float = 0.0
     usd_per_1k: float = 0.0
     reason: str = ""  # why skipped/failed
+    # A corpus-level target metric (macro-F1): the metric on the items at these indices.
+    # Its CI, probability and comparisons come from bootstraps over items of this function;
+    # ``per_example`` is then not the target metric and is not used for the decision.
+    score_fn: Callable | None = None
+    n_items: int | None = None
 
 
 @dataclass
@@ -54,43 +91,128 @@ class DecisionInput:
     has_train: bool = True
     has_corpus: bool = False
     base_model: str = ""
+    margin: float = DEFAULT_MARGIN
+    horizon_months: int = DEFAULT_HORIZON_MONTHS
+    alpha: float = ALPHA
+
+
+@dataclass
+class Verdict:
+    """One pipeline judged against the target."""
+
+    name: str
+    score: float
+    ci: tuple[float, float]
+    verdict: str  # meets | likely | misses
+    probability: float | None  # P(true score at or beyond the target); None: no scores to tell
+    n: int | None
+    n_to_confirm: int | None  # eval items in all at which the bound would clear the target
+    interval: str  # wilson | bootstrap | bootstrap-metric | given
+    setup_usd: float = 0.0
+    usd_per_1k: float = 0.0
+    total_usd: float | None = None  # setup + requests over the horizon; None: not costed
+
+    @property
+    def items_to_confirm(self) -> int | None:
+        """Eval items to label on top of the n already scored (likely verdicts only)."""
+        return None if self.n_to_confirm is None else max(0, self.n_to_confirm - (self.n or 0))
 
 
 @dataclass
 class Decision:
     choice: str  # baseline | prompting | rag | finetune | none
-    best: str | None  # best pipeline (ties to the cheaper), even if short of target
-    meets_target: bool  # the *choice* meets the target (False for "none")
-    reasons: list[str] = field(default_factory=list)
-    why_not: dict[str, str] = field(default_factory=dict)
+    best: str | None  # the choice, or the best by score when there is none
+    meets_target: bool  # the *choice* meets the target (confirmed)
+    reasons: list[str] = field(default_factory=list)  # why the choice: headline first
+    why_not: dict[str, str] = field(default_factory=dict)  # one line per other pipeline
     next_steps: list[str] = field(default_factory=list)
     comparisons: list[dict] = field(default_factory=list)
     mdd: float | None = None  # minimum detectable difference at this eval size
     break_even_requests: float | None = None
+    verdict: str = "none"  # confirmed | provisional | none
+    probability: float | None = None  # the choice's P(true score at or beyond the target)
+    items_to_confirm: int | None = None  # for a provisional choice
+    headline: str = ""
+    verdicts: dict[str, dict] = field(default_factory=dict)
+    margin: float = DEFAULT_MARGIN
+    horizon_months: int = DEFAULT_HORIZON_MONTHS
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# ---------------------------------------------------------------------------------- verdicts
 
 
 def _usable(o: PipelineOutcome | None) -> bool:
     return o is not None and o.status == "ok" and o.score is not None and math.isfinite(o.score)
 
 
-def _ci(o: PipelineOutcome) -> tuple[float, float]:
-    """The outcome's CI; computed from per-example scores, or the point score, if absent."""
-    if o.ci is not None:
-        return (float(o.ci[0]), float(o.ci[1]))
+def _n_of(o: PipelineOutcome) -> int | None:
+    if o.score_fn is not None and o.n_items:
+        return int(o.n_items)
+    return len(o.per_example) if o.per_example else None
+
+
+def _interval(o: PipelineOutcome, target: float, hib: bool) -> tuple[tuple[float, float], float | None, int | None, str]:
+    """(CI, P(at or beyond target), items in all to clear the target, interval name)."""
+    score = float(o.score)
+    if o.score_fn is not None and o.n_items:
+        ci, reps = metric_ci(o.score_fn, o.n_items)
+        ci = ci if o.ci is None else (float(o.ci[0]), float(o.ci[1]))
+        se = float(reps.std(ddof=1))
+        return (ci, prob_at_least(target, replicates=reps, higher_is_better=hib),
+                items_to_clear(target, score, o.n_items, binary=False, se=se, higher_is_better=hib), "bootstrap-metric")
     if o.per_example:
-        return score_ci(o.per_example)
-    return (float(o.score), float(o.score))
+        x = check_finite(o.per_example)
+        n = x.size
+        if is_binary(x):
+            ci = wilson_ci(int(x.sum()), n) if o.ci is None else (float(o.ci[0]), float(o.ci[1]))
+            return (ci, prob_at_least(target, x, higher_is_better=hib),
+                    items_to_clear(target, float(x.mean()), n, binary=True, higher_is_better=hib), "wilson")
+        ci = bootstrap_ci(x) if o.ci is None else (float(o.ci[0]), float(o.ci[1]))
+        se = float(x.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+        return (ci, prob_at_least(target, x, higher_is_better=hib),
+                items_to_clear(target, float(x.mean()), n, binary=False, se=se, higher_is_better=hib), "bootstrap")
+    if o.ci is not None:
+        return (float(o.ci[0]), float(o.ci[1])), None, None, "given"
+    return (score, score), None, None, "given"
+
+
+def _clears(lo: float, hi: float, target: float, hib: bool) -> bool:
+    return lo >= target if hib else hi <= target
+
+
+def judge(o: PipelineOutcome, target: float, hib: bool = True) -> tuple[str, tuple[float, float], float | None, int | None, str]:
+    """(verdict, CI, probability, items in all to confirm, interval name) for one outcome."""
+    ci, prob, need, how = _interval(o, target, hib)
+    if _clears(ci[0], ci[1], target, hib):
+        return "meets", ci, prob, None, how
+    if (o.score >= target) if hib else (o.score <= target):
+        return "likely", ci, prob, need, how
+    return "misses", ci, prob, None, how
 
 
 def meets(outcome: PipelineOutcome | None, target: float, higher_is_better: bool = True) -> bool:
     """True when the pessimistic CI bound clears the target (lower >= t, or upper <= t)."""
     if not _usable(outcome):
         return False
-    lo, hi = _ci(outcome)
-    return lo >= target if higher_is_better else hi <= target
+    ci, _, _, _ = _interval(outcome, target, higher_is_better)
+    return _clears(ci[0], ci[1], target, higher_is_better)
+
+
+def _screen(o: PipelineOutcome) -> PipelineOutcome:
+    """NaN/infinite per-item scores make an outcome failed, with the count, not a comparison."""
+    if o.status != "ok" or not o.per_example or o.score_fn is not None:
+        return o
+    try:
+        check_finite(o.per_example)
+    except ValueError as e:
+        return replace(o, status="failed", reason=str(e), per_example=None)
+    return o
+
+
+# ---------------------------------------------------------------------------------- text
 
 
 def _n(x: float) -> str:
@@ -101,72 +223,340 @@ def _usd(x: float) -> str:
     return f"${x:,.2f}" if abs(x) >= 0.01 or x == 0 else f"${x:.2g}"
 
 
-def _desc(o: PipelineOutcome, metric: str) -> str:
-    lo, hi = _ci(o)
-    return f"{metric} {_n(o.score)} (95% CI {_n(lo)}–{_n(hi)})"
+def _desc(v: Verdict, metric: str) -> str:
+    return f"{metric} {_n(v.score)} (95% CI {_n(v.ci[0])}–{_n(v.ci[1])})"
 
 
-def _bound_text(o: PipelineOutcome, target: float, hib: bool) -> str:
-    lo, hi = _ci(o)
+def _bound_text(v: Verdict, target: float, hib: bool) -> str:
+    lo, hi = v.ci
     if hib:
         return f"lower bound {_n(lo)} {'≥' if lo >= target else '<'} target {_n(target)}"
     return f"upper bound {_n(hi)} {'≤' if hi <= target else '>'} target {_n(target)}"
 
 
-def _best(cands: list[PipelineOutcome], hib: bool) -> PipelineOutcome | None:
-    """Best point score; exact ties go to the earlier (cheaper) pipeline."""
-    best = None
-    for o in cands:
-        if best is None or (o.score > best.score if hib else o.score < best.score):
-            best = o
-    return best
+def _prob_text(v: Verdict, target: float, hib: bool) -> str:
+    if v.probability is None:
+        return ""
+    side = "≥" if hib else "≤"
+    p = v.probability
+    shown = "> 0.99" if p > 0.99 else "< 0.01" if p < 0.01 else f"= {p:.2f}"
+    return f"P(true {side} {_n(target)}) {shown}"
 
 
-def _compare(a: PipelineOutcome, b: PipelineOutcome) -> PairedComparison | None:
-    """Paired test of b against a (diff = b - a); None without aligned per-example scores."""
-    if not a.per_example or not b.per_example:
-        return None
+def _more_items(v: Verdict) -> str:
+    return (f"label about {v.items_to_confirm:,} more eval items ({v.n_to_confirm:,} in all): if the score holds, "
+            f"its lower bound then clears the target")
+
+
+def _rank(name: str) -> int:
+    """Workflow order (simplest first); names outside it after."""
+    return ORDER.index(name) if name in ORDER else len(ORDER)
+
+
+# ---------------------------------------------------------------------------------- comparisons
+
+
+def _compare(a: PipelineOutcome, b: PipelineOutcome, alpha: float) -> PairedComparison | None:
+    """Paired test of b against a (diff = b - a); None without aligned item-level data."""
     try:
-        return paired_compare(a.per_example, b.per_example, names=(a.name, b.name))
+        if a.score_fn is not None and b.score_fn is not None and a.n_items and a.n_items == b.n_items:
+            return paired_metric_compare(a.score_fn, b.score_fn, a.n_items, names=(a.name, b.name), alpha=alpha)
+        if a.score_fn is None and b.score_fn is None and a.per_example and b.per_example:
+            return paired_compare(a.per_example, b.per_example, names=(a.name, b.name), alpha=alpha)
     except ValueError:
         return None
+    return None
 
 
-def _beats(a: PipelineOutcome, b: PipelineOutcome, hib: bool) -> tuple[bool, str, PairedComparison | None]:
-    """Is b significantly better than a? Paired test when possible, else disjoint CIs."""
-    c = _compare(a, b)
-    if c is not None:
-        better = c.significant and (c.diff > 0 if hib else c.diff < 0)
-        text = (
-            f"{b.name} vs {a.name}: difference {c.diff:+.3f} (95% CI {c.ci[0]:+.3f} to {c.ci[1]:+.3f}), "
-            f"p={c.p_value:.3g} ({c.test}, n={c.n})"
-        )
-        return better, text, c
-    (alo, ahi), (blo, bhi) = _ci(a), _ci(b)
-    better = blo > ahi if hib else bhi < alo
-    text = (
-        f"{b.name} vs {a.name}: no aligned per-example scores for a paired test; "
-        f"CIs {'do not overlap' if better else 'overlap'}"
-    )
-    return better, text, None
-
-
-def _too_small(c: PairedComparison, a: PipelineOutcome, b: PipelineOutcome, mdd: float | None) -> str | None:
-    """Say so when a non-significant gap is below what this eval set can detect."""
-    if c.significant or mdd is None or abs(c.diff) >= mdd:
+def _noninferior_bound(cheap: PipelineOutcome, top: PipelineOutcome, alpha: float, hib: bool) -> float | None:
+    """One-sided lower bound of (cheap - top), oriented so that higher is better."""
+    try:
+        if cheap.score_fn is not None and top.score_fn is not None and cheap.n_items == top.n_items:
+            b = noninferiority_bound(alpha=alpha, fa=top.score_fn, fb=cheap.score_fn, n=cheap.n_items)
+        elif cheap.per_example and top.per_example and cheap.score_fn is None and top.score_fn is None:
+            a, c = top.per_example, cheap.per_example
+            b = noninferiority_bound(a, c, alpha=alpha) if hib else noninferiority_bound(c, a, alpha=alpha)
+        else:
+            return None
+    except ValueError:
         return None
-    text = (
-        f"the eval set (n={c.n}) cannot tell {a.name} and {b.name} apart: they differ by "
-        f"{c.diff:+.3f} (p={c.p_value:.3g}), below the minimum detectable difference {_n(mdd)} "
-        "(80% power, α=0.05)"
-    )
-    if c.diff != 0:
-        need = items_needed_for_pair(a.per_example, b.per_example)
-        text += (
-            f"; about {need:,} items would be needed to detect a gap of {abs(c.diff):.3f} "
-            "(from the observed paired differences)"
-        )
+    return b
+
+
+# ---------------------------------------------------------------------------------- cost
+
+
+def _costs_known(*outcomes) -> bool:
+    """A per-request cost of 0 means "not costed" (no hardware or usage): no cost claims then."""
+    return all(o.usd_per_1k > 0 for o in outcomes)
+
+
+def _total(o, inp: DecisionInput) -> float | None:
+    if not _costs_known(o) or not inp.requests_per_month:
+        return None
+    return o.setup_usd + o.usd_per_1k / 1000 * inp.requests_per_month * inp.horizon_months
+
+
+def _break_even(alt, ft) -> float | None:
+    """Requests after which ``ft`` is cheaper overall than ``alt`` (None: never)."""
+    ft_per, alt_per = ft.usd_per_1k / 1000, alt.usd_per_1k / 1000
+    if ft.setup_usd <= alt.setup_usd:
+        return 0.0 if ft_per <= alt_per else None
+    return cost.break_even_requests(alt.setup_usd, alt_per, ft.setup_usd, ft_per)
+
+
+def _own_text(choice: Verdict, other: Verdict, be: float | None, inp: DecisionInput) -> str | None:
+    """A dearer-to-build pipeline that is cheaper to own over the horizon, said plainly."""
+    if other.total_usd is None or choice.total_usd is None or other.total_usd >= choice.total_usd:
+        return None
+    h, rpm = inp.horizon_months, inp.requests_per_month
+    text = (f"{other.name} costs more to set up ({_usd(other.setup_usd)} vs {_usd(choice.setup_usd)}) but less to own: "
+            f"{_usd(other.total_usd)} vs {_usd(choice.total_usd)} over {h} months at {rpm:,} requests/month")
+    if be:
+        text += f"; it pays back the extra setup after {be:,.0f} requests (about {be / rpm:.1f} months)"
     return text
+
+
+def _running_text(v: Verdict, inp: DecisionInput) -> str:
+    if v.usd_per_1k <= 0:
+        return ""  # cost unknown: say nothing rather than "$0.00"
+    text = f"it costs {_usd(v.usd_per_1k)} per 1,000 requests"
+    if inp.requests_per_month:
+        text += f", {_usd(v.usd_per_1k * inp.requests_per_month / 1000)} per month at {inp.requests_per_month:,}"
+        if v.total_usd is not None:
+            text += f"; {_usd(v.total_usd)} over {inp.horizon_months} months with its {_usd(v.setup_usd)} setup"
+    return text
+
+
+# ---------------------------------------------------------------------------------- the decision
+
+
+def decide(inp: DecisionInput) -> Decision:
+    """Judge every pipeline, choose, and say why; pure function of the measured outcomes."""
+    hib, t, metric, alpha = inp.higher_is_better, inp.target, inp.metric, inp.alpha
+    outs = {n: _screen(o) for n, o in inp.outcomes.items()}
+    names = sorted(outs, key=_rank)
+    ok = [outs[n] for n in names if _usable(outs[n])]
+
+    verdicts: dict[str, Verdict] = {}
+    for o in ok:
+        v, ci, prob, need, how = judge(o, t, hib)
+        verdicts[o.name] = Verdict(o.name, float(o.score), ci, v, prob, _n_of(o), need, how,
+                                   o.setup_usd, o.usd_per_1k, _total(o, inp))
+
+    # Every pair, simplest first; Holm across the family decides "significant".
+    comps: dict[tuple[str, str], PairedComparison] = {}
+    for i, a in enumerate(ok):
+        for b in ok[i + 1:]:
+            c = _compare(a, b, alpha)
+            if c is not None:
+                comps[(a.name, b.name)] = c
+    if comps:
+        keys = list(comps)
+        for k, p in zip(keys, holm([comps[k].p_value for k in keys])):
+            comps[k] = replace(comps[k], p_holm=p, significant=bool(p < alpha))
+
+    def better(a: str, b: str) -> PairedComparison | None:
+        """The comparison when b is significantly better than a (Holm), else None."""
+        c = comps.get((a, b)) or comps.get((b, a))
+        if c is None or not c.significant:
+            return None
+        d = c.diff if (c.a_name, c.b_name) == (a, b) else -c.diff
+        return c if (d > 0) == hib and d != 0 else None
+
+    def over_budget(v: Verdict) -> bool:
+        return inp.budget_setup_usd is not None and v.setup_usd > inp.budget_setup_usd
+
+    eligible = [verdicts[o.name] for o in ok if not over_budget(verdicts[o.name])]
+    meeting = [v for v in eligible if v.verdict == "meets"]
+    likely = [v for v in eligible if v.verdict == "likely"]
+
+    def top_of(vs: list[Verdict]) -> Verdict:
+        best = vs[0]
+        for v in vs[1:]:
+            if (v.score > best.score) if hib else (v.score < best.score):
+                best = v
+        return best
+
+    nonin: dict[str, float | None] = {}  # one-sided bound of (cheaper - top) for names considered
+
+    def as_good_as(v: Verdict, top: Verdict) -> bool:
+        if v is top:
+            return True
+        b = _noninferior_bound(outs[v.name], outs[top.name], alpha, hib)
+        nonin[v.name] = b
+        return b is not None and b > -inp.margin
+
+    choice: Verdict | None = None
+    status = "none"
+    if meeting:
+        choice, status = meeting[0], "confirmed"
+    elif likely:
+        top = top_of(likely)
+        choice = next(v for v in likely if as_good_as(v, top))
+        status = "provisional"
+
+    # Best: the choice; with none, the best by score -- a simpler pipeline is named instead
+    # only when it is non-inferior to the top within the margin.
+    best: Verdict | None = choice
+    top_all = top_of(list(verdicts.values())) if verdicts else None
+    if best is None and top_all is not None:
+        best = next(v for v in verdicts.values() if as_good_as(v, top_all))
+
+    reasons: list[str] = []
+    steps: list[str] = []
+    why_not: dict[str, str] = {}
+    headline = ""
+    break_even: float | None = None
+
+    if choice is not None:
+        c = choice
+        if status == "confirmed":
+            headline = f"{c.name} meets the target: {_desc(c, metric)}; {_bound_text(c, t, hib)}"
+        else:
+            headline = (f"{c.name} likely meets the target (provisional): {_desc(c, metric)}; "
+                        f"{_bound_text(c, t, hib)}" + (f", {_prob_text(c, t, hib)}" if c.probability is not None else ""))
+        reasons.append(headline)
+        if status == "provisional" and c.name in nonin and nonin[c.name] is not None:
+            top = top_of(likely)
+            reasons.append(f"{c.name} is as good as {top.name} ({_n(top.score)}) within the margin {inp.margin:g}: "
+                           f"one-sided 95% lower bound of the difference {nonin[c.name]:+.3f}; it is simpler to run")
+        running = _running_text(c, inp)
+        if running:
+            reasons.append(running)
+        # dearer-to-build pipelines at least as sure as the choice that are cheaper to own
+        level = ("meets",) if status == "confirmed" else ("meets", "likely")
+        for v in eligible:
+            if v is c or v.verdict not in level:
+                continue
+            if _costs_known(c, v) and v.setup_usd > c.setup_usd:
+                be = _break_even(c, v)
+                text = _own_text(c, v, be, inp)
+                if text:
+                    reasons.append(text)
+                if v.name == "finetune" or break_even is None:
+                    break_even = be
+        if c.name != "finetune" and "finetune" in verdicts and _costs_known(c, verdicts["finetune"]) and break_even is None:
+            break_even = _break_even(c, verdicts["finetune"])
+        if status == "confirmed":
+            steps.append("ship the classical baseline (embeddings + classifier); no LLM or GPU is needed"
+                         if c.name == "baseline" else f"ship {c.name}")
+        else:
+            steps.append(f"to confirm {c.name}: {_more_items(c)}" if c.n_to_confirm else
+                         f"to confirm {c.name}: label more eval items")
+    else:
+        if not ok:
+            headline = "no pipeline produced a score, so nothing can be recommended"
+        elif best is not None:
+            headline = (f"no pipeline is even likely to meet the target {_n(t)}; the best is {best.name}: "
+                        f"{_desc(best, metric)}")
+            if best is not top_all and best.name in nonin:
+                headline += (f" (as good as {top_all.name} at {_n(top_all.score)} within the margin {inp.margin:g}, "
+                             "and simpler)")
+        over = [v for v in verdicts.values() if over_budget(v) and v.verdict != "misses"]
+        if over:
+            headline = (f"nothing within the setup budget of {_usd(inp.budget_setup_usd)} is even likely to meet the "
+                        f"target; {over[0].name} {over[0].verdict} it ({_desc(over[0], metric)}) but costs "
+                        f"{_usd(over[0].setup_usd)} to set up")
+        reasons.append(headline)
+
+    # Why not each other pipeline: one line each, never a repeat of the reasons above.
+    chosen = choice.name if choice else None
+    # `constrained` exists only for tasks that declare a format: absent, it needs no "why not"
+    for name in names + [n for n in ORDER if n not in outs and n != "constrained"]:
+        if name == chosen:
+            continue
+        o = outs.get(name)
+        if o is None:
+            why_not[name] = _not_run(name, inp)
+            continue
+        if o.status == "skipped":
+            why_not[name] = f"skipped: {o.reason or 'no reason given'}"
+            continue
+        if not _usable(o):
+            why_not[name] = f"failed: {o.reason or 'no score produced'}"
+            continue
+        v = verdicts[name]
+        desc = _desc(v, metric)
+        if over_budget(v):
+            why_not[name] = (f"{v.verdict} the target ({desc}) but its setup {_usd(v.setup_usd)} is over the budget "
+                             f"of {_usd(inp.budget_setup_usd)}")
+        elif v.verdict == "misses":
+            prob = _prob_text(v, t, hib)
+            shown = "the best, but misses the target" if choice is None and best is v else f"misses the target: {desc}"
+            why_not[name] = shown + (f"; {prob}" if prob else "")  # the headline already gave the best's score
+        elif choice is not None and status == "confirmed" and _rank(name) > _rank(chosen):
+            why_not[name] = f"not needed: {chosen} is simpler and meets the target ({name}: {desc}, {v.verdict})"
+        elif choice is not None and v.verdict == "likely" and status == "confirmed":
+            why_not[name] = f"only likely meets the target ({desc}; {_bound_text(v, t, hib)}), while {chosen} meets it"
+        elif choice is not None and status == "provisional" and _rank(name) > _rank(chosen):
+            why_not[name] = (f"also likely meets the target ({desc}), but {chosen} is as good within the margin "
+                             f"{inp.margin:g} and simpler")
+        elif choice is not None and status == "provisional":
+            b = nonin.get(name)
+            why_not[name] = (f"likely meets the target ({desc}) but may be worse than {top_of(likely).name} by more "
+                             f"than the margin {inp.margin:g}" + (f" (one-sided lower bound {b:+.3f})" if b is not None else ""))
+        else:  # only reachable for names outside the workflow
+            why_not[name] = f"{v.verdict} the target ({desc})"
+        sig = better(chosen, name) if chosen else None
+        if sig is not None:
+            p = sig.p_holm if sig.p_holm is not None else sig.p_value
+            d = sig.diff if sig.b_name == name else -sig.diff
+            why_not[name] += f"; it scores significantly higher than {chosen} ({d:+.3f}, Holm p={p:.3g})"
+        if name == "finetune" and chosen != "finetune":
+            wins = []
+            for other in ("prompting", "constrained", "rag"):
+                if other == chosen:
+                    continue
+                s = better(other, "finetune")
+                if s is not None:
+                    d = s.diff if s.b_name == "finetune" else -s.diff
+                    wins.append(f"{other} ({d:+.3f}, Holm p={s.p_holm:.3g})")
+            if wins:
+                why_not[name] += f"; it is significantly better than {' and '.join(wins)}"
+
+    # Eval-set size: the MDD at this n, and what would separate the choice from a better-scoring rival.
+    ref = outs[best.name] if best is not None else None
+    mdd = mdd_for(ref.per_example) if ref is not None and ref.per_example and ref.score_fn is None else None
+    if choice is not None:
+        rivals = [v for v in eligible if v is not choice and v.verdict != "misses"
+                  and ((v.score > choice.score) if hib else (v.score < choice.score))]
+        if rivals:
+            r = top_of(rivals)
+            c = comps.get((choice.name, r.name)) or comps.get((r.name, choice.name))
+            if c is not None and not c.significant and outs[choice.name].per_example and outs[r.name].per_example \
+                    and outs[choice.name].score_fn is None:
+                try:
+                    need = items_needed_for_pair(outs[choice.name].per_example, outs[r.name].per_example)
+                    steps.append(f"to separate {choice.name} from {r.name} ({_n(choice.score)} vs {_n(r.score)}): "
+                                 f"about {need:,} eval items (80% power, from the observed paired differences)")
+                except ValueError:
+                    pass
+    else:
+        steps += _next_steps(inp, outs, verdicts, best, mdd)
+    for name, o in outs.items():
+        if o.status == "failed":
+            steps.insert(0, f"fix the {name} failure ({o.reason or 'no reason given'}) and re-run")
+
+    return Decision(
+        choice=chosen or "none",
+        best=best.name if best is not None else None,
+        meets_target=status == "confirmed",
+        reasons=reasons,
+        why_not=why_not,
+        next_steps=steps,
+        comparisons=[c.to_dict() for _, c in sorted(comps.items(), key=lambda kv: (_rank(kv[0][0]), _rank(kv[0][1])))],
+        mdd=mdd,
+        break_even_requests=break_even,
+        verdict=status,
+        probability=choice.probability if choice else None,
+        items_to_confirm=choice.items_to_confirm if choice and status == "provisional" else None,
+        headline=headline,
+        verdicts={n: {**asdict(v), "ci": [v.ci[0], v.ci[1]], "items_to_confirm": v.items_to_confirm}
+                  for n, v in verdicts.items()},
+        margin=inp.margin,
+        horizon_months=inp.horizon_months,
+    )
 
 
 def _not_run(name: str, inp: DecisionInput) -> str:
@@ -177,283 +567,78 @@ def _not_run(name: str, inp: DecisionInput) -> str:
     return "not run"
 
 
-def decide(inp: DecisionInput) -> Decision:
-    """Apply the workflow to measured outcomes; every branch records its reason."""
-    hib, t, metric = inp.higher_is_better, inp.target, inp.metric
-    outs = inp.outcomes
-    ok = [outs[n] for n in ORDER if _usable(outs.get(n))]
-    reasons: list[str] = []
+def _next_steps(inp: DecisionInput, outs: dict[str, PipelineOutcome], verdicts: dict[str, Verdict],
+                best: Verdict | None, mdd: float | None) -> list[str]:
+    """Concrete things to try when nothing is even likely to meet the target."""
     steps: list[str] = []
-    comps: dict[tuple[str, str], PairedComparison] = {}
-
-    def record(c: PairedComparison | None) -> None:
-        comps.update({(c.a_name, c.b_name): c} if c is not None else {})
-
-    # Steps 1-3: the first cheaper pipeline that meets the target wins.
-    choice: str | None = None
-    for name in CHEAPER:
-        o = outs.get(name)
-        if _usable(o) and meets(o, t, hib):
-            choice = name
-            reasons.append(f"{name} meets the target: {_desc(o, metric)}; {_bound_text(o, t, hib)}")
-            break
-        if _usable(o):
-            reasons.append(f"{name} is short of the target: {_desc(o, metric)}; {_bound_text(o, t, hib)}")
-        elif o is not None:
-            reasons.append(f"{name} {o.status}: {o.reason or 'no reason given'}")
-
-    ft = outs.get("finetune")
-    cheaper_ok = [o for o in ok if o.name in CHEAPER]
-    best_cheaper = _best(cheaper_ok, hib)
-    ft_fail: str | None = None  # why the fine-tune is not recommended
-    ft_tied = False
-    break_even: float | None = None
-
-    if _usable(ft):
-        alt = outs[choice] if choice else best_cheaper
-        if alt is not None and _costs_known(alt, ft):
-            break_even = _break_even(alt, ft)
-        if choice is None:
-            ft_fail, beat_text, c = _finetune_verdict(inp, ft, best_cheaper)
-            record(c)
-            ft_tied = c is not None and not c.significant
-            if ft_fail is None:
-                choice = "finetune"
-                budget = "" if inp.budget_setup_usd is None else f" (budget {_usd(inp.budget_setup_usd)})"
-                reasons += [
-                    f"finetune meets the target: {_desc(ft, metric)}; {_bound_text(ft, t, hib)}",
-                    f"finetune is significantly better than the best cheaper pipeline: {beat_text}",
-                    f"setup cost {_usd(ft.setup_usd)}{budget}",
-                ]
-                if alt is not None and _costs_known(alt, ft):
-                    reasons.append(_break_even_text(alt, ft, break_even, inp.requests_per_month))
-            else:
-                reasons.append(f"finetune {ft_fail}")
-    elif ft is not None and choice is None:
-        reasons.append(f"finetune {ft.status}: {ft.reason or 'no reason given'}")
-
-    # Best pipeline (ties inside the noise go to the cheaper one).
-    top = _best(ok, hib)
-    best = top
-    if choice is None and top is not None:
-        for o in ok:
-            if o is top:
-                break
-            better, _, c = _beats(o, top, hib)
-            record(c)
-            if not better:
-                best = o
-                how = f"p={c.p_value:.3g}" if c is not None else "overlapping CIs"
-                reasons.append(
-                    f"{o.name} and {top.name} are tied within the noise ({how}); the cheaper {o.name} is named best"
-                )
-                break
-    if choice is not None:
-        best = outs[choice]
-
-    # Every pair of scored pipelines, cheaper first: "does the fine-tune beat prompting?" is
-    # asked even when neither is the reference (at most 6 pairs).
-    ref = best
-    decisive = set(comps)  # pairs the rules above tested, plus every pair with the reference
-    for i, a in enumerate(ok):
-        for b in ok[i + 1:]:
-            if ref in (a, b):
-                decisive.add((a.name, b.name))
-            if (a.name, b.name) not in comps:
-                record(_compare(a, b))
-    mdd = mdd_for(ref.per_example) if ref is not None and ref.per_example else None
-
-    # A cheaper choice is kept even when a later pipeline is clearly better: say so.
-    if choice in CHEAPER:
-        for o in ok:
-            if ORDER.index(o.name) <= ORDER.index(choice):
-                continue
-            c = comps.get((choice, o.name))
-            if c is not None and c.significant and (c.diff > 0 if hib else c.diff < 0):
-                reasons.append(
-                    f"{o.name} scores better ({_n(o.score)} vs {_n(outs[choice].score)}, p={c.p_value:.3g}) "
-                    f"but {choice} already meets the target at lower cost"
-                )
-        if _usable(ft) and _costs_known(outs[choice], ft):
-            reasons.append(_break_even_text(outs[choice], ft, break_even, inp.requests_per_month))
-        running = _running_text(outs[choice], inp.requests_per_month)
-        if choice == "baseline":
-            reasons.append("no LLM needed" + (f": {running}" if running else ""))
-            steps.append("ship the classical baseline (embeddings + classifier); no GPU is needed")
-        elif running:
-            reasons.append(running)
-
-    # A fine-tune that is not recommended may still clearly beat the cheaper LLM pipelines:
-    # that is the question the team asked, so say it beside the reason it was not chosen.
-    if _usable(ft) and choice != "finetune":
-        beaten = [(n, comps.get((n, "finetune"))) for n in ("prompting", "constrained", "rag")]
-        wins = [f"{n} ({c.diff:+.3f}, p={c.p_value:.3g})" for n, c in beaten
-                if c is not None and c.significant and (c.diff > 0) == hib]
-        if wins:
-            reasons.append(f"finetune is significantly better than {' and '.join(wins)}, but is not recommended "
-                           "for the reasons above")
-
-    # Say when the eval set is too small to separate the pipelines that mattered.
-    small_flagged = False
-    for (an, bn), c in comps.items():
-        msg = _too_small(c, outs[an], outs[bn], mdd) if (an, bn) in decisive else None
-        if msg and (choice is None or choice in (an, bn)):
-            reasons.append(msg)
-            small_flagged = True
-
-    if choice is None:
-        if not ok:
-            reasons.append("no pipeline produced a score, so nothing can be recommended")
-        elif meets(best, t, hib):
-            reasons.append(
-                f"no pipeline is recommended; the best is {best.name} ({_desc(best, metric)}), "
-                "which clears the target but is not recommended for the reason above"
-            )
-        else:
-            reasons.append(
-                f"no pipeline meets the target; the best is {best.name} ({_desc(best, metric)}), "
-                f"short of the target {_n(t)}"
-            )
-        steps = _next_steps(inp, best, ft, ft_fail, mdd, small_flagged or ft_tied)
-
-    # `constrained` exists only for tasks that declare a format: absent, it needs no "why not"
-    names = [n for n in ORDER if n != "constrained" or n in outs] + [n for n in outs if n not in ORDER]
-    return Decision(
-        choice=choice or "none",
-        best=best.name if best is not None else None,
-        meets_target=choice is not None,
-        reasons=reasons,
-        why_not={n: _why_not(n, inp, choice, ft_fail) for n in names if n != choice},
-        next_steps=steps,
-        comparisons=[c.to_dict() for _, c in sorted(comps.items(), key=lambda kv: (_rank(kv[0][0]), _rank(kv[0][1])))],
-        mdd=mdd,
-        break_even_requests=break_even,
-    )
-
-
-def _rank(name: str) -> int:
-    """Workflow order (cheapest first); names outside it after."""
-    return ORDER.index(name) if name in ORDER else len(ORDER)
-
-
-def _finetune_verdict(
-    inp: DecisionInput, ft: PipelineOutcome, cheaper: PipelineOutcome | None
-) -> tuple[str | None, str, PairedComparison | None]:
-    """Step 4: (why the fine-tune is not recommended, or None; comparison text; paired test)."""
-    t, hib = inp.target, inp.higher_is_better
-    beats, text, c = True, "no cheaper pipeline produced a score to compare against", None
-    if cheaper is not None:
-        beats, text, c = _beats(cheaper, ft, hib)
-    if not meets(ft, t, hib):
-        return f"short of the target: {_desc(ft, inp.metric)}; {_bound_text(ft, t, hib)}", text, c
-    if not beats:
-        return f"meets the target but is not significantly better than the cheaper {cheaper.name}: {text}", text, c
-    if inp.budget_setup_usd is not None and ft.setup_usd > inp.budget_setup_usd:
-        over = f"its setup {_usd(ft.setup_usd)} is over the budget of {_usd(inp.budget_setup_usd)}"
-        return f"meets the target but {over}", text, c
-    return None, text, c
-
-
-def _why_not(name: str, inp: DecisionInput, choice: str | None, ft_fail: str | None) -> str:
-    o, t, hib = inp.outcomes.get(name), inp.target, inp.higher_is_better
-    if o is None:
-        return _not_run(name, inp)
-    if o.status == "skipped":
-        return f"skipped: {o.reason or 'no reason given'}"
-    if not _usable(o):
-        return f"failed: {o.reason or 'no score produced'}"
-    if choice is not None and name in ORDER and ORDER.index(name) > ORDER.index(choice):
-        return f"not needed: {choice} already meets the target at lower cost ({name}: {_desc(o, inp.metric)})"
-    if name == "finetune" and ft_fail:
-        return ft_fail
-    if meets(o, t, hib):  # only reachable for names outside the workflow
-        return f"meets the target but is not part of the workflow ({_desc(o, inp.metric)})"
-    return f"missed the target: {_desc(o, inp.metric)}; {_bound_text(o, t, hib)}"
-
-
-def _running_text(o: PipelineOutcome, rpm: int | None) -> str:
-    if o.usd_per_1k <= 0:
-        return ""  # cost unknown: say nothing rather than "$0.00"
-    text = f"it costs {_usd(o.usd_per_1k)} per 1,000 requests"
-    if rpm:
-        text += f", {_usd(o.usd_per_1k * rpm / 1000)} per month at {rpm:,} requests"
-    return text
-
-
-def _costs_known(*outcomes: PipelineOutcome) -> bool:
-    """A per-request cost of 0 means "not costed" (no hardware or usage): no break-even then."""
-    return all(o.usd_per_1k > 0 for o in outcomes)
-
-
-def _break_even(alt: PipelineOutcome, ft: PipelineOutcome) -> float | None:
-    """Requests after which the fine-tune is cheaper overall than ``alt`` (None: never)."""
-    ft_per, alt_per = ft.usd_per_1k / 1000, alt.usd_per_1k / 1000
-    if ft.setup_usd <= alt.setup_usd:
-        return 0.0 if ft_per <= alt_per else None
-    return cost.break_even_requests(alt.setup_usd, alt_per, ft.setup_usd, ft_per)
-
-
-def _break_even_text(alt: PipelineOutcome, ft: PipelineOutcome, be: float | None, rpm: int | None) -> str:
-    if be is None:
-        return (
-            f"the fine-tune never repays its {_usd(ft.setup_usd)} setup against {alt.name}: its requests "
-            f"are not cheaper ({_usd(ft.usd_per_1k)} vs {_usd(alt.usd_per_1k)} per 1,000)"
-        )
-    if be == 0:
-        return (
-            f"the fine-tune's setup ({_usd(ft.setup_usd)}) and requests ({_usd(ft.usd_per_1k)} per 1,000) "
-            f"cost no more than {alt.name}'s ({_usd(alt.setup_usd)}, {_usd(alt.usd_per_1k)} per 1,000)"
-        )
-    text = f"the fine-tune repays its {_usd(ft.setup_usd)} setup against {alt.name} after {be:,.0f} requests"
-    if rpm:
-        text += f" (about {be / rpm:.1f} months at {rpm:,} requests/month)"
-    return text
-
-
-def _next_steps(
-    inp: DecisionInput,
-    best: PipelineOutcome | None,
-    ft: PipelineOutcome | None,
-    ft_fail: str | None,
-    mdd: float | None,
-    tied: bool,
-) -> list[str]:
-    """Concrete things to try when nothing is recommended."""
-    steps: list[str] = []
-    for name, o in inp.outcomes.items():
-        if o.status == "failed":
-            steps.append(f"fix the {name} failure ({o.reason or 'no reason given'}) and re-run")
-    if best is None or not meets(best, inp.target, inp.higher_is_better):
+    if best is not None:
         model = f" than {inp.base_model}" if inp.base_model else ""
         steps.append(f"try a bigger base model{model}")
+    ft = outs.get("finetune")
     if ft is None or ft.status == "skipped":
-        if inp.has_train:
-            steps.append("run the fine-tune (--finetune always)")
-        else:
-            steps.append(
-                "collect a labelled train set: it enables the classical baseline, few-shot prompting and a fine-tune"
-            )
-    elif _usable(ft):
-        if ft_fail and ft_fail.startswith("short"):
-            steps.append("add more training data (or epochs) for the fine-tune")
-        if ft_fail and "budget" in ft_fail:
-            steps.append(f"raise budget.setup_usd to at least {_usd(ft.setup_usd)} or train on cheaper hardware")
-    rag = inp.outcomes.get("rag")
-    if not inp.has_corpus and not _usable(rag):
+        steps.append("run the fine-tune (--finetune always)" if inp.has_train else
+                     "collect a labelled train set: it enables the classical baseline, few-shot prompting and a fine-tune")
+    elif "finetune" in verdicts and verdicts["finetune"].verdict == "misses":
+        steps.append("add more training data (or epochs) for the fine-tune")
+    if "finetune" in verdicts and inp.budget_setup_usd is not None and verdicts["finetune"].setup_usd > inp.budget_setup_usd:
+        steps.append(f"raise budget.setup_usd to at least {_usd(verdicts['finetune'].setup_usd)} or train on cheaper hardware")
+    rag, prompting = verdicts.get("rag"), verdicts.get("prompting")
+    if not inp.has_corpus and rag is None:
         steps.append("add a document corpus (or use rag mode 'examples') to try RAG")
-    prompting = inp.outcomes.get("prompting")
-    rag_helped = _usable(rag) and (not _usable(prompting) or (rag.score > prompting.score) == inp.higher_is_better)
-    if rag_helped and _usable(ft):  # retrieval that hurt prompting is no reason to add it to the adapter
+    rag_helped = rag is not None and (prompting is None or (rag.score > prompting.score) == inp.higher_is_better)
+    if rag_helped and "finetune" in verdicts:  # retrieval that hurt prompting is no reason to add it to the adapter
         steps.append("combine RAG with the fine-tune (retrieve on top of the adapter)")
-    if best is not None and best.per_example and (tied or (mdd is not None and mdd > LARGE_MDD)):
+    o = outs.get(best.name) if best is not None else None
+    if o is not None and o.per_example and o.score_fn is None and mdd is not None and mdd > LARGE_MDD:
         gap = LARGE_MDD / 2
         p = best.score if 0.0 <= best.score <= 1.0 else 0.5
         steps.append(
-            f"enlarge the eval set: at n={len(best.per_example)} the minimum detectable difference is "
+            f"enlarge the eval set: at n={len(o.per_example)} the minimum detectable difference is "
             f"{_n(mdd)}; about {items_needed(gap, baseline=p):,} items detect a {gap:.2f} gap "
             "(assuming independent errors; fewer when pipelines agree on most items)"
         )
     return steps
+
+
+def choose_base_model(table: list[dict], higher_is_better: bool = True, alpha: float = ALPHA) -> dict:
+    """The smallest candidate not significantly worse than the best (paired test on the same
+    held-out items); rows gain ci, p_vs_best and chosen. A bigger model must earn its cost."""
+    from advisor.stats import score_ci
+
+    rows = [dict(r) for r in table]
+    scored = [r for r in rows if r.get("score") is not None]
+    if not scored:
+        for i, r in enumerate(rows):
+            r["chosen"] = i == 0
+        return {"chosen": rows[0]["model"], "table": rows}
+
+    def size(r: dict) -> float:
+        return float(r["params"]) if r.get("params") else math.inf
+
+    sign = 1 if higher_is_better else -1
+    best = max(scored, key=lambda r: (sign * r["score"], -size(r)))
+    keep = []
+    for r in scored:
+        pe, bpe = r.get("per_example"), best.get("per_example")
+        if pe:
+            r["ci"] = list(score_ci(pe))
+        if r is best:
+            keep.append(r)
+            continue
+        worse = (sign * (r["score"] - best["score"])) < 0
+        if pe and bpe and len(pe) == len(bpe):
+            c = paired_compare(bpe, pe, alpha=alpha)
+            r["p_vs_best"] = c.p_value
+            worse = c.significant and sign * c.diff < 0
+        if not worse:
+            keep.append(r)
+    chosen = min(keep, key=lambda r: (size(r), -sign * r["score"]))
+    for r in rows:
+        r["chosen"] = r is chosen
+        r.pop("per_example", None)
+        if r is chosen and r is not best:
+            r["note"] = f"not significantly worse than {best['model']} and smaller"
+    return {"chosen": chosen["model"], "table": rows}
 
 
 def should_run_finetune(
@@ -469,8 +654,8 @@ def should_run_finetune(
         return True, "fine-tune forced (finetune mode 'always')"
     for name in CHEAPER:
         o = outcomes.get(name)
-        if meets(o, target, higher_is_better):
-            lo, hi = _ci(o)
+        if o is not None and meets(_screen(o), target, higher_is_better):
+            (lo, hi), _, _, _ = _interval(o, target, higher_is_better)
             return False, (
                 f"skipped: {name} already meets the target ({_n(o.score)}, 95% CI "
                 f"{_n(lo)}–{_n(hi)} vs target {_n(target)})"

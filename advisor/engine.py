@@ -244,6 +244,14 @@ class Assessment:
 
     # ------------------------------------------------------------------ scoring
     def _score(self, name: str, out, examples: list[Example]) -> dict:
+        """Every metric of the task on these predictions; the target metric judged on itself.
+
+        ``per_example`` holds the target metric per item when it has one (accuracy, token F1);
+        a corpus-level target (macro-F1) keeps per-item accuracy there (``per_example_metric``
+        says which) and is judged from the stored predictions at decision time. CIs are not
+        computed here: they come from these stored scores when the report is made, so a change
+        to the statistics never invalidates a cached stage.
+        """
         spec = self.spec
         constrained = name == "baseline" or spec.decoding == "choices"
         outputs = [p.output for p in out.predictions]
@@ -251,9 +259,9 @@ class Assessment:
         scored = metrics.score(spec.type, outputs, [e.expected for e in examples], self.data.labels,
                                constrained=constrained, rules=rules)
         self._extra_metrics(scored, outputs, examples)
-        primary = scored.per_example.get(spec.metric) or scored.per_example.get("accuracy")
+        per_metric = spec.metric if spec.metric in scored.per_example else "accuracy"
+        primary = scored.per_example[per_metric]
         main = scored.metrics[spec.metric]
-        ci = stats.score_ci(primary) if spec.metric in scored.per_example else None
         preds = []
         for i, (p, e) in enumerate(zip(out.predictions, examples)):
             row = {"id": e.id, "input": e.input, "expected": list(e.expected), "output": p.output}
@@ -269,10 +277,11 @@ class Assessment:
         result = {
             "status": "ok",
             "score": round(main, 6),
-            "ci": [round(x, 6) for x in ci] if ci else None,
+            "ci": None,
             "n": len(examples),
             "metrics": {k: round(v, 6) for k, v in scored.metrics.items()},
             "per_example": primary,
+            "per_example_metric": per_metric,
             "timings": out.timings,
             "usage": out.usage,
             "details": out.details,
@@ -325,6 +334,15 @@ class Assessment:
 
         file = metrics.custom_scorer_file(self.spec.metric, self._task_dir())
         return hashlib.sha256(file.read_bytes()).hexdigest()[:16] if file.is_file() else None
+
+    def _subset_scorer(self, result: dict):
+        """fn(item indices) -> the corpus-level target metric of this result's predictions."""
+        rows = result.get("predictions") or []
+        if not rows or self.data.labels is None:
+            return None
+        predicted = [r.get("extracted", r["output"]) for r in rows]  # extracted None: unparsable
+        gold = [r["expected"][0] for r in rows]
+        return metrics.subset_scorer(self.spec.metric, predicted, gold, self.data.labels)
 
     def _skip(self, reason: str) -> dict:
         return {"status": "skipped", "reason": reason}
@@ -396,17 +414,27 @@ class Assessment:
         }
 
     def select_base_model(self, store: StageStore) -> dict:
+        """The smallest candidate not significantly worse than the best, zero-shot, on a held-out
+        slice of *train* (as prompt variants are chosen): choosing on the eval items would bias
+        the final CIs, which come from those same items."""
         cands = self.spec.models.candidates
         if len(cands) == 1:
             return {"chosen": cands[0], "table": [{"model": cands[0], "score": None, "chosen": True,
                                                    "note": "only candidate"}]}
-        key = stage_key("select", **self._base_key("models", "prompting"))
+        from pipelines.prompting import split_dev
+
+        _, dev = split_dev(self.data.train.examples if self.data.train else [], self.spec.seed)
+        if not dev:
+            table = [{"model": m, "score": None, "chosen": i == 0,
+                      "note": "no train slice to choose on; the first candidate is used"} for i, m in enumerate(cands)]
+            return {"chosen": cands[0], "table": table, "basis": "none: train set too small for a dev slice"}
+        key = stage_key("select", basis="train-dev", **self._base_key("models", "prompting"))
 
         def compute() -> dict:
             from pipelines.prompting import PromptingPipeline
 
             limit = self.spec.models.selection_limit
-            examples = self.data.eval.examples[: limit or None]
+            examples = dev[: limit or None]
             table = []
             for name in cands:
                 pipe = PromptingPipeline(variant="zero-shot")
@@ -415,7 +443,7 @@ class Assessment:
                 res = self._score("prompting", out, examples)
                 llm, _ = self.llm(name)
                 self._endpoint_details(name, out)
-                table.append({"model": name, "score": res["score"], "ci": res["ci"], "n": res["n"],
+                table.append({"model": name, "score": res["score"], "n": res["n"], "per_example": res["per_example"],
                               "params": llm.n_params, "seconds": out.timings.get("predict"),
                               "endpoint": self.spec.models.is_endpoint(name),
                               "prompt_tokens_mean": out.usage.get("prompt_tokens_mean"),
@@ -425,13 +453,13 @@ class Assessment:
                 table[-1]["monthly_usd"] = (per_1k * self.spec.budget.requests_per_month / 1000
                                             if per_1k is not None else None)
                 self._llms.pop(name, None)  # free memory; the chosen one is reloaded
-            # ties -> smaller (an endpoint of unknown size counts as the largest)
-            best = max(table, key=lambda r: (r["score"], -(r["params"] or float("inf"))))
-            for r in table:
-                r["chosen"] = r is best
-            return {"chosen": best["model"], "table": table}
+            return {"table": table, "basis": f"{len(examples)} held-out train items"}
 
-        return self._stage(store, "select", key, compute)
+        stored = self._stage(store, "select", key, compute)
+        table = [dict(r) for r in stored["table"]]
+        rule = decide.choose_base_model(table, self.spec.metric in metrics.METRICS
+                                        and metrics.METRICS[self.spec.metric].higher_is_better)
+        return {"chosen": rule["chosen"], "table": rule["table"], "basis": stored.get("basis")}
 
     def _usd_per_1k(self, name: str, usage: dict) -> float | None:
         """$ per 1,000 zero-shot requests of a candidate, from its measured tokens: token prices for
@@ -506,7 +534,7 @@ class Assessment:
         # 4. LoRA, only when needed (or asked)
         mode = spec.finetune.mode
         outcomes = self._outcomes()
-        run_ft, why = decide.should_run_finetune(mode, outcomes, spec.target.min, spec.higher_is_better)
+        run_ft, why = decide.should_run_finetune(mode, outcomes, spec.target.min, self._higher_is_better())
         ft_base = self.finetune_base(base, selection)
         if ft_base is None:
             res["finetune"] = self._skip("every candidate is an endpoint; fine-tuning needs a local model "
@@ -540,27 +568,40 @@ class Assessment:
                 res[name]["cost"] = c
         decision = decide.decide(decide.DecisionInput(
             metric=spec.metric, target=spec.target.min, outcomes=self._outcomes(),
-            higher_is_better=spec.higher_is_better,
+            higher_is_better=self._higher_is_better(),
             budget_setup_usd=spec.budget.setup_usd, requests_per_month=spec.budget.requests_per_month,
             has_train=bool(data.train), has_corpus=bool(data.corpus), base_model=base,
+            margin=spec.decision.margin, horizon_months=spec.budget.horizon_months,
         ))
+        for name, v in decision.verdicts.items():  # each pipeline's CI on the target metric itself
+            if name in res:
+                res[name]["ci"] = [round(x, 6) for x in v["ci"]]
+                res[name]["verdict"] = {k: v[k] for k in ("verdict", "probability", "items_to_confirm", "interval",
+                                                          "total_usd")}
         report = self.report(selection, costs, decision.to_dict(), store, time.perf_counter() - t_start)
         self.write(report)
         return report
 
     # ------------------------------------------------------------------ cost, decision, report
+    def _higher_is_better(self) -> bool:
+        return self.spec.higher_is_better  # custom scorers say theirs in the task
+
     def _outcomes(self) -> dict[str, decide.PipelineOutcome]:
+        """Stored stage results as decision inputs; the CI is left to the decision, computed on
+        the target metric itself (per-item scores, or a subset scorer for a corpus metric)."""
+        corpus_level = metrics.METRICS[self.spec.metric].corpus_level if self.spec.metric in metrics.METRICS else False
         out = {}
         for name in ORDER:
             r = self.results.get(name)
             if r is None:
                 continue
             c = r.get("cost", {})
+            fn = self._subset_scorer(r) if corpus_level and r["status"] == "ok" else None
             out[name] = decide.PipelineOutcome(
-                name=name, status=r["status"], score=r.get("score"),
-                ci=tuple(r["ci"]) if r.get("ci") else None, per_example=r.get("per_example"),
+                name=name, status=r["status"], score=r.get("score"), ci=None,
+                per_example=r.get("per_example") if not corpus_level else None,
                 setup_usd=c.get("setup_usd", 0.0), usd_per_1k=c.get("usd_per_1k_requests", 0.0),
-                reason=r.get("reason", ""),
+                reason=r.get("reason", ""), score_fn=fn, n_items=r.get("n") if fn else None,
             )
         return out
 

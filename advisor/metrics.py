@@ -97,6 +97,14 @@ class Metric:
     higher_is_better: bool
     per_example: Callable[[str, Sequence[str]], float] | None  # None: corpus-level only
     description: str
+    # A corpus-level metric (per_example None): the metric of predicted vs gold labels over a
+    # set of items, (predicted, gold, labels) -> score. Its CI is a bootstrap over items of
+    # this function, its comparisons a paired bootstrap (advisor.stats), never a per-item mean.
+    corpus: Callable[[Sequence[str | None], Sequence[str], Sequence[str]], float] | None = None
+
+    @property
+    def corpus_level(self) -> bool:
+        return self.per_example is None
 
 
 def _label_accuracy(prediction: str, answers: Sequence[str]) -> float:
@@ -105,7 +113,8 @@ def _label_accuracy(prediction: str, answers: Sequence[str]) -> float:
 
 METRICS: dict[str, Metric] = {
     "accuracy": Metric("accuracy", True, _label_accuracy, "share of items whose label is right"),
-    "macro_f1": Metric("macro_f1", True, None, "F1 per label, averaged over labels (scikit-learn)"),
+    "macro_f1": Metric("macro_f1", True, None, "F1 per label, averaged over labels (scikit-learn)",
+                       corpus=lambda pred, gold, labels: macro_f1(pred, gold, labels)),
     "token_f1": Metric("token_f1", True, token_f1, "SQuAD token F1, max over gold answers"),
     "exact_match": Metric("exact_match", True, exact_match, "SQuAD-normalised exact match"),
     "contains": Metric("contains", True, contains, "normalised gold answer appears in the output"),
@@ -388,3 +397,30 @@ def run_custom_scorer(fn: Callable, name: str, outputs: Sequence[str], expected:
                                fix="return a float in [0, 1] or True/False")
         scores.append(float(v))
     return scores
+def subset_scorer(name: str, predicted: Sequence[str | None], gold: Sequence[str],
+                  labels: Sequence[str]) -> Callable[..., float]:
+    """fn(indices) -> the corpus-level metric on those items (repeats allowed: a bootstrap
+    resample). macro-F1 is computed from label counts with numpy (thousands of resamples in
+    a second, same value as scikit-learn's); other corpus metrics call their own function."""
+    import numpy as np
+
+    if name != "macro_f1":
+        fn = METRICS[name].corpus
+        if fn is None:
+            raise ValueError(f"{name} is not a corpus-level metric")
+        return lambda idx: float(fn([predicted[i] for i in idx], [gold[i] for i in idx], labels))
+    code = {lab: i for i, lab in enumerate(labels)}
+    k = len(labels)
+    p = np.array([code.get(x, k) if x is not None else k for x in predicted])  # k: none of the labels
+    g = np.array([code.get(x, k) for x in gold])
+
+    def score_on(idx) -> float:
+        pi, gi = p[idx], g[idx]
+        tp = np.bincount(gi[pi == gi], minlength=k + 1)[:k]
+        pred_n = np.bincount(pi, minlength=k + 1)[:k]
+        gold_n = np.bincount(gi, minlength=k + 1)[:k]
+        denom = pred_n + gold_n
+        f1 = np.divide(2.0 * tp, denom, out=np.zeros(k), where=denom > 0)
+        return float(f1.mean())
+
+    return score_on

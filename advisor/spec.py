@@ -282,6 +282,16 @@ class JudgeSpec(_Strict):
 class Budget(_Strict):
     setup_usd: float | None = Field(default=None, ge=0)
     requests_per_month: int = Field(default=100_000, gt=0)
+    # Months over which a pipeline's cost of ownership (setup + requests) is compared.
+    horizon_months: int = Field(default=12, ge=1, le=120)
+
+
+class DecisionSpec(_Strict):
+    """How the recommendation weighs evidence (advisor/decide.py)."""
+
+    # "As good as": a simpler pipeline is preferred when its one-sided 95 % lower bound on
+    # (its score - the better one's) is above -margin (non-inferiority), on the metric's scale.
+    margin: float = Field(default=0.05, ge=0, lt=1)
 
 
 class HardwareSpec(_Strict):
@@ -375,6 +385,7 @@ class TaskSpec(_Strict):
     baseline: BaselineSpec = Field(default_factory=BaselineSpec)
     format: FormatSpec | None = None
     judge: JudgeSpec | None = None
+    decision: DecisionSpec = Field(default_factory=DecisionSpec)
     seed: int = 0
 
     # set by load(): where the task came from (not part of the YAML)

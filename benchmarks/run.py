@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import common
 
-BENCHMARKS = ("generation", "scoring", "lora", "rag", "e2e", "cost")
+BENCHMARKS = ("generation", "scoring", "lora", "rag", "e2e", "cost", "decisions")
 
 
 def _cpu_seconds() -> float:

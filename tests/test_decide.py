@@ -1,4 +1,4 @@
-"""decide.py on synthetic outcomes: every branch of the workflow and its edges.
+"""decide.py on synthetic outcomes: verdicts, the choice, cost over a horizon, and the edges.
 
 Per-example vectors are built as [1]*k + [0]*(n-k), so any two pipelines with k1 < k2
 disagree on exactly k2 - k1 items, all in the better one's favour, and the exact
@@ -15,11 +15,14 @@ from advisor.decide import (
     Decision,
     DecisionInput,
     PipelineOutcome,
+    choose_base_model,
     decide,
     meets,
     should_run_finetune,
 )
-from advisor.stats import wilson_ci
+from scipy import stats as st
+
+from advisor.stats import holm, items_to_clear, wilson_ci
 
 
 def ok(name, k, n=100, **kw):
@@ -39,10 +42,11 @@ def inp(*outcomes, target=0.8, **kw):
     return DecisionInput(metric="accuracy", target=target, outcomes={o.name: o for o in outcomes}, **kw)
 
 
-# Wilson lower bounds used below (n=100): 90 -> 0.8256, 80 -> 0.7112, 76 -> 0.6677, 95 -> 0.8882.
+# Wilson lower bounds used below (n=100): 90 -> 0.8256, 80 -> 0.7112, 76 -> 0.6677, 95 -> 0.8882,
+# 85 -> 0.7672, 86 -> 0.7786, 87 -> 0.7902; (n=60): 54 -> 0.7985, 58 -> 0.8864, 50 -> 0.7197, 44 -> 0.6099.
 
 
-# --- meets ----------------------------------------------------------------------------------
+# --- meets / verdicts --------------------------------------------------------------------------
 
 
 def test_meets_uses_the_pessimistic_ci_bound():
@@ -63,72 +67,151 @@ def test_meets_edge_cases():
     assert meets(PipelineOutcome("p", "ok", 0.9, None, None), 0.9)
 
 
-# --- steps 1-3 ------------------------------------------------------------------------------
+def test_verdicts_meets_likely_misses_with_probability():
+    d = decide(inp(ok("baseline", 44, n=60), ok("prompting", 54, n=60), ok("finetune", 58, n=60)))
+    v = d.verdicts
+    assert (v["baseline"]["verdict"], v["prompting"]["verdict"], v["finetune"]["verdict"]) == ("misses", "likely", "meets")
+    # Jeffreys posterior P(true >= 0.8): Beta(s + 1/2, n - s + 1/2) upper tail
+    assert v["prompting"]["probability"] == pytest.approx(st.beta(54.5, 6.5).sf(0.8))
+    assert v["baseline"]["probability"] == pytest.approx(st.beta(44.5, 16.5).sf(0.8))
+    assert v["prompting"]["ci"] == pytest.approx([0.7985, 0.9534], abs=1e-4)
+
+
+# --- issue 12's failures, reproduced ------------------------------------------------------------
+
+
+def test_a_finetune_that_meets_the_target_is_not_beaten_by_a_cheaper_one_that_does_not():
+    # RAG 54/60 (lower bound 0.7985 < 0.80), LoRA 58/60 (0.886), p = 0.125 between them:
+    # the old rule answered "none, best rag" and "no pipeline meets the target"
+    d = decide(inp(ok("rag", 54, n=60), ok("finetune", 58, n=60, setup_usd=1)))
+    assert (d.choice, d.verdict, d.meets_target, d.best) == ("finetune", "confirmed", True, "finetune")
+    assert d.reasons[0].startswith("finetune meets the target: accuracy 0.967")
+    assert not any("no pipeline meets" in r for r in d.reasons)
+    assert d.why_not["rag"].startswith("only likely meets the target")
+
+
+def test_the_best_is_never_a_pipeline_that_misses_ahead_of_a_likely_one():
+    # sentiment_mr today: baseline 0.733 named "best" over LoRA 0.833 against 0.80
+    d = decide(inp(ok("baseline", 44, n=60), ok("prompting", 39, n=60), ok("rag", 35, n=60),
+                   ok("finetune", 50, n=60, setup_usd=2)))
+    assert (d.choice, d.verdict, d.best) == ("finetune", "provisional", "finetune")
+    assert d.probability == pytest.approx(st.beta(50.5, 10.5).sf(0.8))
+    assert d.items_to_confirm == items_to_clear(0.8, 50 / 60, 60, binary=True) - 60 == 554 - 60
+    assert any(s.startswith("to confirm finetune: label about 494 more eval items (554 in all)") for s in d.next_steps)
+    assert d.why_not["baseline"].startswith("misses the target: accuracy 0.733")
+
+
+def test_nan_scores_fail_the_pipeline_with_a_count_instead_of_a_significant_tie():
+    nan = PipelineOutcome("rag", "ok", 0.9, None, [1.0] * 50 + [float("nan")] * 10)
+    d = decide(inp(ok("prompting", 45, n=60), nan))
+    assert d.why_not["rag"] == "failed: 10 of 60 per-item scores are NaN or infinite; fix the scorer or drop those items"
+    assert d.comparisons == [] and not any("tied" in r for r in d.reasons)
+    assert any(s.startswith("fix the rag failure") for s in d.next_steps)
+
+
+def test_pairwise_comparisons_are_holm_adjusted():
+    d = decide(inp(ok("baseline", 62), ok("prompting", 58), ok("rag", 60), ok("finetune", 80), target=0.95))
+    raw = [c["p_value"] for c in d.comparisons]
+    from statsmodels.stats.multitest import multipletests
+
+    assert [c["p_holm"] for c in d.comparisons] == pytest.approx(list(multipletests(raw, method="holm")[1]))
+    assert [c["p_holm"] for c in d.comparisons] == pytest.approx(holm(raw))
+    for c in d.comparisons:
+        assert c["significant"] == (c["p_holm"] < 0.05)
+    # 6 discordant items: p = 0.03125 alone, but not significant once six pairs are tested
+    d = decide(inp(ok("baseline", 63), ok("prompting", 60), ok("rag", 66), ok("finetune", 62), target=0.95))
+    c = next(c for c in d.comparisons if (c["a_name"], c["b_name"]) == ("prompting", "rag"))
+    assert c["p_value"] == pytest.approx(0.03125) and c["p_holm"] == pytest.approx(6 * 0.03125) and not c["significant"]
+
+
+def test_as_good_as_is_non_inferiority_within_the_margin():
+    # both only likely at 0.84; prompting 86 vs finetune 87 (1 discordant item): one-sided lower
+    # bound of prompting - finetune is -0.041 > -0.05 -> the simpler prompting is chosen
+    d = decide(inp(ok("prompting", 86), ok("finetune", 87, setup_usd=1), target=0.84))
+    assert (d.choice, d.verdict) == ("prompting", "provisional")
+    assert any("as good as finetune" in r and "margin 0.05" in r and "-0.041" in r for r in d.reasons)
+    assert d.why_not["finetune"].startswith("also likely meets the target")
+    # a tighter margin cannot be shown at n=100: the better finetune is chosen
+    d = decide(inp(ok("prompting", 86), ok("finetune", 87, setup_usd=1), target=0.84, margin=0.02))
+    assert d.choice == "finetune" and "more than the margin 0.02" in d.why_not["prompting"]
+    # 85 vs 90: bound -0.097, not non-inferior: "not significantly different" is not "as good"
+    d = decide(inp(ok("prompting", 85), ok("finetune", 90, setup_usd=1), target=0.84))
+    assert d.choice == "finetune"
+
+
+def test_none_only_when_nothing_is_even_likely():
+    d = decide(inp(ok("baseline", 40), ok("prompting", 50), ok("rag", 60), ok("finetune", 75, setup_usd=2),
+                   has_corpus=True, base_model="smollm2-135m"))
+    assert (d.choice, d.verdict, d.best) == ("none", "none", "finetune")
+    assert d.reasons == [d.headline]
+    assert d.headline.startswith("no pipeline is even likely to meet the target 0.800; the best is finetune")
+    steps = " | ".join(d.next_steps)
+    assert "bigger base model than smollm2-135m" in steps and "more training data" in steps
+    assert "combine RAG with the fine-tune" in steps  # RAG 0.60 helped over prompting 0.50
+    hurt = decide(inp(ok("prompting", 60), ok("rag", 50), ok("finetune", 75), has_corpus=True))
+    assert not any("combine RAG" in s for s in hurt.next_steps)  # retrieval made prompting worse
+
+
+def test_with_none_a_simpler_pipeline_is_named_best_only_when_non_inferior():
+    assert decide(inp(ok("prompting", 60), ok("rag", 60))).best == "prompting"  # identical scores
+    assert decide(inp(ok("prompting", 60), ok("rag", 66))).best == "rag"
+
+
+# --- the choice ------------------------------------------------------------------------------
 
 
 def test_baseline_meets_target_no_llm_needed():
     d = decide(inp(ok("baseline", 95, usd_per_1k=0.01), ok("prompting", 60), ok("rag", 70),
                    ok("finetune", 97, setup_usd=5, usd_per_1k=0.2), requests_per_month=100_000))
-    assert (d.choice, d.best, d.meets_target) == ("baseline", "baseline", True)
-    assert any("baseline meets the target" in r and "0.950" in r and "0.888" in r for r in d.reasons)
-    assert any("no LLM needed" in r and "$1.00 per month at 100,000 requests" in r for r in d.reasons)
+    assert (d.choice, d.best, d.meets_target, d.verdict) == ("baseline", "baseline", True, "confirmed")
+    assert d.reasons[0] == "baseline meets the target: accuracy 0.950 (95% CI 0.888–0.978); lower bound 0.888 ≥ target 0.800"
+    assert any("$1.00 per month at 100,000" in r and "$12.00 over 12 months" in r for r in d.reasons)
     assert set(d.why_not) == {"prompting", "rag", "finetune"}
-    assert d.why_not["finetune"].startswith("not needed: baseline already meets the target")
-    assert d.next_steps and "no GPU" in d.next_steps[0]
+    assert d.why_not["finetune"].startswith("not needed: baseline is simpler and meets the target")
+    assert d.next_steps and "no LLM or GPU" in d.next_steps[0]
 
 
-def test_prompting_when_baseline_misses():
-    d = decide(inp(ok("baseline", 70), ok("prompting", 90), ok("rag", 92)))
-    assert d.choice == "prompting"
-    assert d.why_not["baseline"].startswith("missed the target")
-    assert "lower bound" in d.why_not["baseline"] and "< target 0.800" in d.why_not["baseline"]
-    assert d.why_not["rag"].startswith("not needed")
-    assert d.reasons[0].startswith("baseline is short of the target")
+def test_no_sentence_is_printed_twice():
+    d = decide(inp(ok("baseline", 70), ok("prompting", 90, usd_per_1k=0.5), ok("rag", 92, usd_per_1k=0.6),
+                   ok("finetune", 99, setup_usd=1, usd_per_1k=0.1), requests_per_month=1000))
+    lines = d.reasons + list(d.why_not.values()) + d.next_steps
+    assert len(lines) == len(set(lines))
+    for r in d.reasons:
+        assert not any(r in w or w in r for w in d.why_not.values())
 
 
-def test_rag_when_prompting_misses():
-    d = decide(inp(ok("baseline", 50), ok("prompting", 60), ok("rag", 90), ok("finetune", 91, setup_usd=3)))
-    assert d.choice == "rag" and d.meets_target
-    assert d.why_not["prompting"].startswith("missed the target")
-
-
-def test_cheaper_choice_kept_even_when_a_later_one_is_far_better():
-    d = decide(inp(ok("prompting", 90), ok("finetune", 100, setup_usd=1)))
-    assert d.choice == "prompting"
-    # 10 discordant items -> p = 2 / 1024
-    assert any("finetune scores better (1.000 vs 0.900, p=0.00195) but prompting already meets" in r for r in d.reasons)
-
-
-def test_several_meet_the_earliest_wins():
+def test_several_meet_the_simplest_wins():
     d = decide(inp(ok("baseline", 91), ok("prompting", 95), ok("rag", 96)))
     assert d.choice == "baseline"
+    d = decide(inp(ok("baseline", 70), ok("prompting", 90), ok("rag", 92)))
+    assert d.choice == "prompting" and d.why_not["rag"].startswith("not needed")
+    assert d.why_not["baseline"].startswith("misses the target") and "P(true ≥ 0.800)" in d.why_not["baseline"]
 
 
-# --- step 4: fine-tune ------------------------------------------------------------------------
+def test_a_significantly_better_dearer_pipeline_is_said_beside_the_simpler_choice():
+    d = decide(inp(ok("prompting", 90), ok("finetune", 100, setup_usd=1)))
+    assert d.choice == "prompting"
+    # 10 discordant items -> p = 2 / 1024, one comparison: Holm p the same
+    assert "scores significantly higher than prompting (+0.100, Holm p=0.00195)" in d.why_not["finetune"]
 
 
-def test_finetune_meets_beats_and_fits_budget():
+def test_finetune_meets_and_fits_budget_with_break_even():
     d = decide(inp(ok("baseline", 60), ok("prompting", 50), ok("rag", 65, usd_per_1k=0.5),
                    ok("finetune", 90, setup_usd=10, usd_per_1k=0.2),
                    budget_setup_usd=50, requests_per_month=10_000))
     assert (d.choice, d.best, d.meets_target) == ("finetune", "finetune", True)
-    # $10 setup repaid at $0.0003 per request saved vs rag -> 33,333 requests, 3.3 months
-    assert d.break_even_requests == pytest.approx(10 / 0.0003)
-    assert any("33,333 requests" in r and "3.3 months" in r for r in d.reasons)
-    assert any("significantly better" in r and "finetune vs rag" in r and "+0.250" in r for r in d.reasons)
-    assert any("$10.00" in r and "budget $50.00" in r for r in d.reasons)
-    c = next(c for c in d.comparisons if (c["a_name"], c["b_name"]) == ("rag", "finetune"))
-    assert c["test"] == "mcnemar-exact" and c["significant"] and c["diff"] == pytest.approx(0.25)
-    assert c["p_value"] == pytest.approx(2 * 0.5**25)
+    # $10 setup + 10,000 x 12 x $0.0002 = $34.00 over 12 months
+    assert any("$34.00 over 12 months with its $10.00 setup" in r for r in d.reasons)
+    assert "significantly better than prompting" in d.why_not["rag"] or d.why_not["rag"].startswith("misses")
 
 
-def test_finetune_over_budget():
+def test_finetune_over_budget_is_never_chosen():
     d = decide(inp(ok("prompting", 50), ok("rag", 65), ok("finetune", 90, setup_usd=10), budget_setup_usd=5))
     assert d.choice == "none" and not d.meets_target
     assert d.best == "finetune"
     assert "over the budget of $5.00" in d.why_not["finetune"] and "$10.00" in d.why_not["finetune"]
+    assert d.headline.startswith("nothing within the setup budget of $5.00 is even likely to meet the target")
     assert any("raise budget.setup_usd to at least $10.00" in s for s in d.next_steps)
-    assert not any("bigger base model" in s for s in d.next_steps)  # quality is not the problem
 
 
 def test_finetune_budget_boundary_is_inclusive():
@@ -136,74 +219,70 @@ def test_finetune_budget_boundary_is_inclusive():
     assert d.choice == "finetune"
 
 
-def test_finetune_meets_target_but_not_significantly_better():
-    # rag 76 (lower 0.668 < 0.70), finetune 80 (lower 0.711 >= 0.70); 4 discordant -> p = 0.125
-    d = decide(inp(ok("prompting", 50), ok("rag", 76), ok("finetune", 80, setup_usd=1), target=0.7))
-    assert d.choice == "none"
-    assert "not significantly better than the cheaper rag" in d.why_not["finetune"]
-    assert "p=0.125" in d.why_not["finetune"]
-    assert d.best == "rag"  # tie inside the noise goes to the cheaper pipeline
-    assert any("rag and finetune are tied within the noise" in r for r in d.reasons)
-    # MDD at n=100, p=0.76: 2.8016 * sqrt(2 * .76 * .24 / 100) = 0.169
-    assert d.mdd == pytest.approx(0.1692, abs=1e-3)
-    assert any("cannot tell rag and finetune apart" in r and "about 191 items would be needed" in r for r in d.reasons)
-    assert any(s.startswith("enlarge the eval set") for s in d.next_steps)
+def test_cost_over_the_horizon_says_when_a_dearer_build_is_cheaper_to_own():
+    # both meet; baseline is simpler (chosen) but costs $1.00/1k; finetune $20 setup, $0.20/1k.
+    # At 100,000 requests/month over 12 months: baseline $1,200.00, finetune $20 + $240 = $260.00.
+    # Break-even: 20 / (0.001 - 0.0002) = 25,000 requests, 0.25 months.
+    d = decide(inp(ok("baseline", 95, usd_per_1k=1.0), ok("finetune", 97, setup_usd=20, usd_per_1k=0.2),
+                   requests_per_month=100_000))
+    assert d.choice == "baseline"
+    assert d.break_even_requests == pytest.approx(25_000)
+    text = next(r for r in d.reasons if r.startswith("finetune costs more to set up"))
+    assert "$1,200.00" in text and "$260.00 vs $1,200.00 over 12 months at 100,000 requests/month" in text
+    assert "after 25,000 requests (about 0.2 months)" in text
+    assert d.verdicts["finetune"]["total_usd"] == pytest.approx(260.0)
+    # a 1-month horizon: the fine-tune ($40) still beats the baseline ($100); at 100 requests/month it does not
+    d = decide(inp(ok("baseline", 95, usd_per_1k=1.0), ok("finetune", 97, setup_usd=20, usd_per_1k=0.2),
+                   requests_per_month=100, horizon_months=12))
+    assert not any("costs more to set up" in r for r in d.reasons)  # $1.20 vs $20.24
 
 
-def test_finetune_short_of_target():
-    d = decide(inp(ok("baseline", 40), ok("prompting", 50), ok("rag", 60), ok("finetune", 75, setup_usd=2),
-                   has_corpus=True, base_model="smollm2-135m"))
-    assert d.choice == "none" and d.best == "finetune"
-    assert d.why_not["finetune"].startswith("short of the target")
-    assert any("no pipeline meets the target; the best is finetune" in r and "short of the target 0.800" in r
-               for r in d.reasons)
-    steps = " | ".join(d.next_steps)
-    assert "bigger base model than smollm2-135m" in steps
-    assert "more training data" in steps
-    assert "combine RAG with the fine-tune" in steps  # RAG 0.60 helped over prompting 0.50
-    hurt = decide(inp(ok("prompting", 60), ok("rag", 50), ok("finetune", 75), has_corpus=True))
-    assert not any("combine RAG" in s for s in hurt.next_steps)  # retrieval made prompting worse
+def test_no_cost_claim_when_a_cost_is_unknown():
+    d = decide(inp(ok("baseline", 95), ok("finetune", 92, setup_usd=0.1, usd_per_1k=0.2)))
+    assert d.choice == "baseline" and d.break_even_requests is None
+    assert not any("costs more to set up" in r for r in d.reasons)
 
 
-def test_finetune_with_nothing_cheaper_scored():
-    d = decide(inp(skipped("baseline", "generation task"), failed("prompting", "OOM"),
-                   skipped("rag", "no corpus"), ok("finetune", 90)))
-    assert d.choice == "finetune"
-    assert any("no cheaper pipeline produced a score" in r for r in d.reasons)
-    assert d.break_even_requests is None
+def test_continuous_metric_uses_paired_bootstrap():
+    n = 30
+    rag = PipelineOutcome("rag", "ok", 0.5, None, [0.4, 0.5, 0.6] * (n // 3))
+    ft = PipelineOutcome("finetune", "ok", 0.9, None, [0.85, 0.9, 0.95] * (n // 3))
+    d = decide(DecisionInput(metric="token_f1", target=0.8, outcomes={"rag": rag, "finetune": ft}))
+    assert d.choice == "finetune" and d.verdicts["finetune"]["interval"] == "bootstrap"
+    c = d.comparisons[0]
+    assert c["test"] == "paired-bootstrap" and c["diff"] == pytest.approx(0.4) and c["significant"]
+    assert d.mdd is not None and 0 < d.mdd < 0.1
 
 
-def test_finetune_without_per_example_falls_back_to_ci_overlap():
-    rag = PipelineOutcome("rag", "ok", 0.6, (0.5, 0.7), None)
-    ft_far = PipelineOutcome("finetune", "ok", 0.9, (0.85, 0.95), None)
-    ft_near = PipelineOutcome("finetune", "ok", 0.85, (0.69, 0.95), None)
-    assert decide(inp(rag, ft_far)).choice == "finetune"
-    d = decide(inp(rag, ft_near, target=0.65))
-    assert d.choice == "none" and "CIs overlap" in d.why_not["finetune"]
+def test_a_corpus_level_target_is_judged_on_itself_not_on_accuracy():
+    # 90/10 eval set; always predicting the majority class: accuracy 0.9 (Wilson 0.80-0.95 at
+    # n=60) but macro-F1 0.474. The old engine judged macro_f1 on accuracy and recommended it.
+    from advisor.metrics import macro_f1, subset_scorer
+
+    labels = ["maj", "min"]
+    gold = ["maj"] * 54 + ["min"] * 6
+    pred_major = ["maj"] * 60
+    score = macro_f1(pred_major, gold, labels)
+    assert score == pytest.approx(0.4737, abs=1e-4)  # scikit-learn: (2*54/(54+60) + 0) / 2
+    o = PipelineOutcome("prompting", "ok", score, None, None, score_fn=subset_scorer("macro_f1", pred_major, gold, labels),
+                        n_items=60)
+    d = decide(DecisionInput(metric="macro_f1", target=0.8, outcomes={"prompting": o}))
+    assert d.choice == "none" and d.verdicts["prompting"]["verdict"] == "misses"
+    assert d.verdicts["prompting"]["interval"] == "bootstrap-metric" and d.verdicts["prompting"]["ci"][1] < 0.6
 
 
-def test_misaligned_per_example_is_not_paired():
-    rag = ok("rag", 60)
-    ft = PipelineOutcome("finetune", "ok", 0.9, (0.85, 0.95), [1.0] * 9 + [0.0])  # 10 items, not 100
-    d = decide(inp(rag, ft))
-    assert d.choice == "finetune"  # CIs (0.502-0.691) and (0.85-0.95) are disjoint
-    assert any("no aligned per-example scores" in r for r in d.reasons)
+def test_lower_is_better_metric():
+    d = decide(DecisionInput(metric="error_rate", target=0.2, higher_is_better=False,
+                             outcomes={"prompting": ok("prompting", 30), "rag": ok("rag", 10)}))
+    assert d.choice == "rag"  # rag upper bound 0.1744 <= 0.2; prompting's 0.3964 > 0.2
+    assert d.why_not["prompting"].startswith("misses the target") and "P(true ≤ 0.200)" in d.why_not["prompting"]
+    d = DecisionInput(metric="error_rate", target=0.05, higher_is_better=False,
+                      outcomes={"rag": ok("rag", 10), "finetune": ok("finetune", 1)})
+    d = decide(d)  # finetune upper bound 0.0545 > 0.05 but 0.01 <= 0.05: likely
+    assert (d.choice, d.verdict) == ("finetune", "provisional")
 
 
-def test_break_even_never_when_finetune_requests_are_not_cheaper():
-    d = decide(inp(ok("rag", 60, usd_per_1k=0.2), ok("finetune", 90, setup_usd=10, usd_per_1k=0.2)))
-    assert d.choice == "finetune" and d.break_even_requests is None
-    assert any("never repays its $10.00 setup" in r for r in d.reasons)
-
-
-def test_break_even_reported_beside_a_cheaper_choice():
-    d = decide(inp(ok("rag", 90, usd_per_1k=1.0), ok("finetune", 92, setup_usd=4, usd_per_1k=0.2)))
-    assert d.choice == "rag"
-    assert d.break_even_requests == pytest.approx(4 / 0.0008)  # 5,000 requests
-    assert any("after 5,000 requests" in r for r in d.reasons)
-
-
-# --- missing inputs, failures, ties ---------------------------------------------------------
+# --- missing inputs, failures ---------------------------------------------------------------
 
 
 def test_no_corpus_rag_skipped():
@@ -251,54 +330,20 @@ def test_empty_outcomes():
     assert d.choice == "none" and d.best is None and set(d.why_not) == {"baseline", "prompting", "rag", "finetune"}
 
 
-def test_exact_tie_goes_to_the_cheaper_pipeline():
-    d = decide(inp(ok("prompting", 60), ok("rag", 60)))
-    assert d.best == "prompting"
-    assert d.comparisons == [{"a_name": "prompting", "b_name": "rag", "n": 100, "diff": 0.0, "ci": [0.0, 0.0],
-                              "p_value": 1.0, "test": "mcnemar-exact", "significant": False}]
+# --- base model -------------------------------------------------------------------------------
 
 
-def test_noise_tie_names_cheaper_but_clear_gap_names_the_better():
-    # 5 discordant -> p = 0.0625: tied, prompting named
-    assert decide(inp(ok("prompting", 60), ok("rag", 65))).best == "prompting"
-    # 6 discordant -> p = 0.03125: rag is better
-    d = decide(inp(ok("prompting", 60), ok("rag", 66)))
-    assert d.best == "rag"
-    c = d.comparisons[0]
-    assert (c["a_name"], c["b_name"], c["p_value"]) == ("prompting", "rag", pytest.approx(0.03125))
+def test_base_model_is_the_smallest_not_significantly_worse_than_the_best():
+    def row(model, k, params, n=32):
+        return {"model": model, "score": k / n, "per_example": [1.0] * k + [0.0] * (n - k), "params": params}
 
-
-# --- other metrics --------------------------------------------------------------------------
-
-
-def test_lower_is_better_metric():
-    # ok(name, k) here means k errors out of 100; "meets" uses the upper CI bound.
-    d = decide(DecisionInput(metric="error_rate", target=0.2, higher_is_better=False,
-                             outcomes={"prompting": ok("prompting", 30), "rag": ok("rag", 10)}))
-    assert d.choice == "rag"  # rag upper bound 0.1744 <= 0.2; prompting's 0.3964 > 0.2
-    assert "upper bound" in d.why_not["prompting"] and "> target 0.200" in d.why_not["prompting"]
-    # finetune: 1 error, upper bound 0.0545 <= 0.06, and 9 fewer errors than rag -> p = 2/512
-    d = decide(DecisionInput(metric="error_rate", target=0.06, higher_is_better=False,
-                             outcomes={"prompting": ok("prompting", 30), "rag": ok("rag", 10),
-                                       "finetune": ok("finetune", 1, setup_usd=1)}))
-    assert d.choice == "finetune" and d.best == "finetune"
-    c = next(c for c in d.comparisons if c["a_name"] == "rag")
-    assert c["diff"] == pytest.approx(-0.09) and c["p_value"] == pytest.approx(2 / 512)
-    # the same numbers against a 0.05 target: 0.0545 > 0.05, nothing meets, best has the fewest errors
-    d = decide(DecisionInput(metric="error_rate", target=0.05, higher_is_better=False,
-                             outcomes={"rag": ok("rag", 10), "finetune": ok("finetune", 1)}))
-    assert d.choice == "none" and d.best == "finetune"
-
-
-def test_continuous_metric_uses_paired_bootstrap():
-    n = 30
-    rag = PipelineOutcome("rag", "ok", 0.5, None, [0.4, 0.5, 0.6] * (n // 3))
-    ft = PipelineOutcome("finetune", "ok", 0.9, None, [0.85, 0.9, 0.95] * (n // 3))
-    d = decide(DecisionInput(metric="token_f1", target=0.8, outcomes={"rag": rag, "finetune": ft}))
-    assert d.choice == "finetune"
-    c = d.comparisons[0]
-    assert c["test"] == "paired-bootstrap" and c["diff"] == pytest.approx(0.4) and c["significant"]
-    assert d.mdd is not None and 0 < d.mdd < 0.1
+    # big 20/32, small 17/32: 3 discordant items, p = 0.25 -> the smaller model
+    out = choose_base_model([row("big", 20, 1.7e9), row("small", 17, 1.35e8)])
+    assert out["chosen"] == "small" and out["table"][1]["chosen"] and "not significantly worse" in out["table"][1]["note"]
+    assert out["table"][1]["p_vs_best"] == pytest.approx(0.25)
+    assert "per_example" not in out["table"][0]
+    # 12 vs 28 of 32: 16 discordant, p = 3e-5 -> the bigger model earns its cost
+    assert choose_base_model([row("big", 28, 1.7e9), row("small", 12, 1.35e8)])["chosen"] == "big"
 
 
 # --- should_run_finetune --------------------------------------------------------------------
@@ -324,13 +369,14 @@ def test_should_run_finetune_always_and_never():
 # --- output ---------------------------------------------------------------------------------
 
 
-def test_to_dict_is_json_ready():
+def test_to_dict_is_json_ready_and_keeps_the_old_keys():
     d = decide(inp(ok("prompting", 60), ok("rag", 75), ok("finetune", 92, setup_usd=3, usd_per_1k=0.1)))
     assert isinstance(d, Decision)
     out = json.loads(json.dumps(d.to_dict()))
-    assert out["choice"] == "finetune" and out["reasons"] and isinstance(out["comparisons"], list)
-    assert set(out) == {"choice", "best", "meets_target", "reasons", "why_not", "next_steps",
-                        "comparisons", "mdd", "break_even_requests"}
+    assert out["choice"] == "finetune" and out["verdict"] == "confirmed" and out["reasons"]
+    old = {"choice", "best", "meets_target", "reasons", "why_not", "next_steps", "comparisons", "mdd",
+           "break_even_requests"}
+    assert old | {"verdict", "probability", "items_to_confirm"} <= set(out)
 
 
 def test_pure_modules_import_no_ml_stack():
@@ -343,37 +389,31 @@ def test_pure_modules_import_no_ml_stack():
     assert out.stdout.strip() == ""
 
 
-def test_break_even_states_both_costs_when_the_finetune_is_no_dearer():
-    d = decide(inp(ok("baseline", 95, setup_usd=0.5, usd_per_1k=0.3), ok("finetune", 92, setup_usd=0.1, usd_per_1k=0.2)))
-    assert d.choice == "baseline" and d.break_even_requests == 0.0
-    text = next(r for r in d.reasons if r.startswith("the fine-tune's setup"))
-    assert "$0.10" in text and "$0.50" in text and "per 1,000" in text
 
 
-def test_no_break_even_claim_when_a_cost_is_unknown():
-    d = decide(inp(ok("baseline", 95), ok("finetune", 92, setup_usd=0.1, usd_per_1k=0.2)))
-    assert d.choice == "baseline" and d.break_even_requests is None
-    assert not any("fine-tune" in r and ("repays" in r or "cost no more" in r) for r in d.reasons)
+def test_the_panel_prints_headline_then_why_not_then_next_steps_each_once():
+    import io
 
+    from rich.console import Console
 
-def test_every_pair_is_compared_but_only_the_deciding_pairs_explain_the_noise():
-    # all short of 0.95; finetune is clearly best; the three cheaper ones are within a few items
-    d = decide(inp(ok("baseline", 62), ok("prompting", 58), ok("rag", 60), ok("finetune", 80), target=0.95))
-    pairs = [(c["a_name"], c["b_name"]) for c in d.comparisons]
-    assert pairs == [("baseline", "prompting"), ("baseline", "rag"), ("baseline", "finetune"),
-                     ("prompting", "rag"), ("prompting", "finetune"), ("rag", "finetune")]  # cheapest first
-    by = {(c["a_name"], c["b_name"]): c for c in d.comparisons}
-    assert by[("prompting", "finetune")]["significant"] and by[("prompting", "finetune")]["diff"] == pytest.approx(0.22)
-    assert not by[("prompting", "rag")]["significant"]
-    assert d.best == "finetune"
-    # the cheaper pipelines' mutual ties say nothing about this decision: no "cannot tell" reasons
-    assert not any("cannot tell" in r for r in d.reasons)
+    from advisor.report.files import to_markdown
+    from advisor.report.terminal import recommendation_panel
 
-
-def test_a_finetune_short_of_the_target_still_reports_beating_prompting():
-    # finetune 80 vs prompting 58: significant, but its lower bound (0.711) misses 0.95
-    d = decide(inp(ok("prompting", 58), ok("finetune", 80), target=0.95))
-    assert d.choice == "none" and d.best == "finetune"
-    assert any(r.startswith("finetune is significantly better than prompting (+0.220, p=") for r in d.reasons)
-    d = decide(inp(ok("prompting", 78), ok("finetune", 80), target=0.95))  # 2 items apart: no claim
-    assert not any("significantly better than prompting" in r for r in d.reasons)
+    d = decide(inp(ok("baseline", 44, n=60), ok("prompting", 39, n=60), ok("rag", 35, n=60),
+                   ok("finetune", 50, n=60, setup_usd=2, usd_per_1k=0.1), requests_per_month=1000))
+    report = {"task": {"name": "sentiment", "metric": "accuracy", "target": 0.8}, "recommendation": d.to_dict()}
+    buf = io.StringIO()
+    Console(file=buf, width=400, force_terminal=False).print(recommendation_panel(report))
+    text = buf.getvalue()
+    lines = [ln.strip(" │╭╮╰╯─") for ln in text.splitlines()]
+    lines = [ln.strip() for ln in lines if ln.strip()]
+    assert "LoRA fine-tune — provisional" in lines[1]
+    assert lines[2].startswith("• finetune likely meets the target (provisional)")
+    order = [text.index(s) for s in (d.headline, "Why not the others", "Next steps")]
+    assert order == sorted(order)
+    bullets = [ln for ln in lines if ln.startswith("•")]
+    assert len(bullets) == len(set(bullets)) == len(d.reasons) + len(d.why_not) + len(d.next_steps)
+    assert "provisional" in to_markdown({**report, "task": {**report["task"], "type": "classification", "n_eval": 60,
+                                                            "n_train": 0, "n_corpus_docs": 0, "decoding": "choices"},
+                                         "base_model": "m", "created": "now", "advisor_version": "x",
+                                         "wall_seconds": 1, "environment": {}, "pipelines": {}})

@@ -22,7 +22,7 @@ QA = BASE.replace("type: classification", "type: qa").replace("labels: [negative
 
 ALLOWED_TOP = (
     "name, type, decoding, instructions, labels, data, models, target, budget, hardware, prompting, finetune, "
-    "rag, baseline, format, judge, seed"
+    "rag, baseline, format, judge, decision, seed"
 )
 TASK_FIX = "write 'key: value' lines such as 'name:', 'type:', 'data:', 'target:' (see examples/)"
 

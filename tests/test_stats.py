@@ -11,7 +11,14 @@ from advisor.stats import (
     _RNG_KW,
     PairedComparison,
     bootstrap_ci,
+    bootstrap_metric,
+    holm,
     is_binary,
+    items_to_clear,
+    newcombe_paired_ci,
+    paired_metric_compare,
+    percentile_ci,
+    prob_at_least,
     items_needed,
     items_needed_for_pair,
     mcnemar_exact,
@@ -225,20 +232,140 @@ def test_paired_compare_binary_uses_mcnemar():
     assert (c.a_name, c.b_name, c.n, c.test) == ("prompting", "rag", 20, "mcnemar-exact")
     assert c.diff == pytest.approx(np.mean(b) - np.mean(a)) == pytest.approx(0.4)  # (9 - 1) / 20
     assert c.p_value == pytest.approx(22 / 1024) and c.significant
-    # exact CI: Clopper-Pearson for 9 of 10 discordant pairs, scaled by 10/20 to a difference
-    theta_lo, theta_hi = st.beta.ppf(0.025, 9, 2), st.beta.ppf(0.975, 10, 1)
-    assert c.ci == (pytest.approx(0.5 * (2 * theta_lo - 1)), pytest.approx(0.5 * (2 * theta_hi - 1)))
+    # the interval is Newcombe's for the table [[both, a only], [b only, neither]], sign flipped
+    lo, hi = newcombe_paired_ci([[10, 1], [9, 0]])
+    assert c.ci == (pytest.approx(-hi), pytest.approx(-lo))
 
 
-def test_mcnemar_interval_agrees_with_the_p_value():
-    # all 4 discordant pairs one way: CP lower bound for 4/4 is 0.025**(1/4)
-    c = paired_compare(*_discordant(0, 4, both=96))
-    assert c.ci == (pytest.approx(0.04 * (2 * 0.025**0.25 - 1)), pytest.approx(0.04))
-    assert c.ci[0] < 0 and c.p_value == pytest.approx(0.125) and not c.significant
-    for b in range(0, 8):
-        for cc in range(0, 16):
-            r = paired_compare(*_discordant(b, cc, both=30))
-            assert (r.ci[0] > 0 or r.ci[1] < 0) == r.significant, (b, cc)
+def test_newcombe_matches_the_published_value():
+    # Cavo et al. 2012 complete response before/after consolidation, [[59, 6], [16, 80]]:
+    # Newcombe square-and-add estimate -0.0621, 95% CI -0.1186 to -0.0046 (Fagerland, Lydersen &
+    # Laake 2017, "Statistical Analysis of Contingency Tables", ch. 8; the book's R package
+    # contingencytables pins the same numbers in tests/testthat/test-ch8.R).
+    lo, hi = newcombe_paired_ci([[59, 6], [16, 80]])
+    assert (round(lo, 4), round(hi, 4)) == (-0.1186, -0.0046)
+    # the same table as two pipelines' items: b - a has the mirrored interval
+    a = [1] * 59 + [1] * 6 + [0] * 16 + [0] * 80
+    b = [1] * 59 + [0] * 6 + [1] * 16 + [0] * 80
+    c = paired_compare(a, b)
+    assert c.diff == pytest.approx(10 / 161)
+    assert (round(c.ci[0], 4), round(c.ci[1], 4)) == (0.0046, 0.1186)
+
+
+def test_paired_interval_is_not_conditional_on_the_discordant_count():
+    # issue 12: identical pipelines gave ci == (0, 0), a certainty 60 items cannot give
+    c = paired_compare([1] * 60, [1] * 60)
+    assert c.ci[0] < 0 < c.ci[1] and c.ci[1] - c.ci[0] > 0.05
+    # 6 items fixed, none broken: the old upper bound equalled the point estimate 0.1
+    c = paired_compare([0] * 6 + [1] * 54, [1] * 60)
+    assert c.diff == pytest.approx(0.1) and c.ci[0] < 0.1 < c.ci[1]
+
+
+def _paired_coverage(n: int, p_a: float, p_b: float, rho: float) -> float:
+    """Exact coverage of the paired interval: enumerate every (both, a only, b only, neither)
+    table of n items under a multinomial with the given margins and correlation."""
+    cov = rho * math.sqrt(p_a * (1 - p_a) * p_b * (1 - p_b))
+    p11 = p_a * p_b + cov
+    probs = np.array([p11, p_a - p11, p_b - p11, 1 - p_a - p_b + p11])
+    assert np.all(probs >= 0)
+    true = p_b - p_a
+    total = 0.0
+    for n11 in range(n + 1):
+        for n10 in range(n - n11 + 1):
+            for n01 in range(n - n11 - n10 + 1):
+                n00 = n - n11 - n10 - n01
+                pr = st.multinomial.pmf([n11, n10, n01, n00], n, probs)
+                if pr < 1e-12:
+                    continue
+                lo, hi = newcombe_paired_ci([[n11, n10], [n01, n00]])
+                if -hi <= true <= -lo:
+                    total += pr
+    return total
+
+
+@pytest.mark.parametrize("p_a, p_b, rho", [(0.8, 0.85, 0.6), (0.9, 0.9, 0.8), (0.7, 0.8, 0.3)])
+def test_paired_interval_covers_at_n_40_by_exact_enumeration(p_a, p_b, rho):
+    # the conditional interval's exact coverage at n = 60 was 0.54-0.76 (issue 12)
+    assert _paired_coverage(40, p_a, p_b, rho) >= 0.93
+
+
+def test_nan_scores_are_an_error_not_a_significant_tie():
+    a = [1.0] * 30 + [float("nan")] * 30
+    with pytest.raises(ValueError, match="30 of 60 per-item scores are NaN"):
+        paired_compare(a, [1.0] * 60)
+    with pytest.raises(ValueError, match="NaN"):
+        score_ci([0.5, float("nan")])
+    with pytest.raises(ValueError, match="NaN"):
+        paired_bootstrap([0.2, 0.4], [0.1, float("inf")])
+
+
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    p = [0.01, 0.04, 0.03, 0.005, 0.2, 0.0301]
+    expected = multipletests(p, method="holm")[1]
+    assert holm(p) == pytest.approx(list(expected))
+    assert holm([]) == [] and holm([0.3]) == [0.3]
+
+
+def test_probability_at_the_target_is_the_jeffreys_posterior():
+    # 50 of 60 right, target 0.80: Beta(50.5, 10.5) upper tail (Brown, Cai & DasGupta 2001)
+    x = [1.0] * 50 + [0.0] * 10
+    assert prob_at_least(0.8, x) == pytest.approx(st.beta(50.5, 10.5).sf(0.8))
+    assert prob_at_least(0.2, [0.0] * 55 + [1.0] * 5, higher_is_better=False) == pytest.approx(
+        st.beta(5.5, 55.5).cdf(0.2))
+    # continuous scores: the share of bootstrap means at or above the target
+    rng = np.random.default_rng(3)
+    f1 = rng.uniform(0.4, 1.0, 200)
+    p = prob_at_least(float(f1.mean()), f1)
+    assert 0.4 < p < 0.6
+
+
+def test_items_to_clear_is_where_the_wilson_bound_reaches_the_target():
+    from statsmodels.stats.proportion import proportion_confint
+
+    n_all = items_to_clear(0.8, 50 / 60, 60, binary=True)
+    # at the observed rate 0.8333, statsmodels' Wilson lower bound crosses 0.80 between n-1 and n
+    lo = proportion_confint(n_all * 50 / 60, n_all, alpha=0.05, method="wilson")[0]
+    lo_before = proportion_confint((n_all - 1) * 50 / 60, n_all - 1, alpha=0.05, method="wilson")[0]
+    assert lo >= 0.8 > lo_before
+    assert 500 < n_all < 700
+    assert items_to_clear(0.8, 0.79, 60, binary=True) is None  # point score short: nothing confirms it
+    # continuous: se shrinks as 1/sqrt(n); gap 0.05, se 0.04 at n=100 -> 100 * (1.96*0.04/0.05)^2 = 246
+    assert items_to_clear(0.5, 0.55, 100, binary=False, se=0.04) == math.ceil(100 * (Z * 0.04 / 0.05) ** 2)
+
+
+def test_macro_f1_subset_scorer_matches_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    from advisor.metrics import subset_scorer
+
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "c", "d"]
+    gold = list(rng.choice(labels, 80))
+    pred = [None if rng.random() < 0.1 else str(rng.choice(labels)) for _ in range(80)]
+    fn = subset_scorer("macro_f1", pred, gold, labels)
+    for idx in [np.arange(80), rng.integers(0, 80, 80), rng.integers(0, 80, 80)]:
+        ref = f1_score([gold[i] for i in idx], [pred[i] or "__none__" for i in idx], labels=labels,
+                       average="macro", zero_division=0)
+        assert fn(idx) == pytest.approx(ref)
+
+
+def test_corpus_metric_ci_and_paired_comparison():
+    from advisor.metrics import subset_scorer
+
+    labels = ["maj", "min"]
+    gold = ["maj"] * 54 + ["min"] * 6  # 90/10
+    always_major = subset_scorer("macro_f1", ["maj"] * 60, gold, labels)
+    perfect = subset_scorer("macro_f1", gold, gold, labels)
+    reps = bootstrap_metric(always_major, 60)
+    lo, hi = percentile_ci(reps, always_major(np.arange(60)))
+    assert always_major(np.arange(60)) == pytest.approx(54 / 57 / 2)  # F1 0.947 and 0 -> 0.474
+    assert hi < 0.6  # nowhere near the accuracy interval (0.80-0.95) the report printed
+    c = paired_metric_compare(always_major, perfect, 60, names=("maj", "perfect"))
+    assert c.diff == pytest.approx(1 - 54 / 57 / 2) and c.significant and c.ci[0] > 0.3
+    same = paired_metric_compare(always_major, always_major, 60)
+    assert same.diff == 0 and same.p_value == 1.0 and not same.significant
 
 
 def test_paired_compare_direction_and_non_significance():
@@ -258,7 +385,7 @@ def test_paired_compare_continuous_uses_paired_bootstrap():
 
 def test_paired_compare_to_dict_is_json_ready():
     d = paired_compare(*_discordant(0, 6), names=("a", "b")).to_dict()
-    assert set(d) == {"a_name", "b_name", "n", "diff", "ci", "p_value", "test", "significant"}
+    assert set(d) == {"a_name", "b_name", "n", "diff", "ci", "p_value", "test", "significant", "p_holm"}
     assert isinstance(d["ci"], list) and len(d["ci"]) == 2
     assert json.loads(json.dumps(d))["p_value"] == pytest.approx(2 / 64)
 

@@ -16,6 +16,17 @@ from ..stages import atomic_write_text
 NAMES = {"baseline": "Classical baseline", "prompting": "Prompting", "constrained": "Constrained decoding", "rag": "RAG", "finetune": "LoRA fine-tune"}
 
 
+def recommendation_title(rec: dict) -> str:
+    """The panel's headline: the choice and its verdict; the sentence under it says why (and
+    carries the numbers), so nothing here repeats it."""
+    choice, verdict = rec.get("choice", "none"), rec.get("verdict")
+    if choice == "none":
+        best = rec.get("best")
+        return "none: no pipeline is even likely to meet the target" + (f" (best: {NAMES.get(best, best)})" if best else "")
+    name = NAMES.get(choice, choice)
+    return f"{name} — {verdict}" if verdict in ("confirmed", "provisional") else name
+
+
 def fmt(x: float | None, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
@@ -91,7 +102,9 @@ def to_markdown(report: dict) -> str:
         f"- created {report['created']}, advisor {report['advisor_version']}, "
         f"{report['wall_seconds']} s on {report['environment'].get('device') or 'cpu'}",
         "",
-        f"## Recommendation: **{rec['choice']}**",
+        f"## Recommendation: **{rec['choice']}** ({rec.get('verdict', '—')})",
+        "",
+        f"**{recommendation_title(rec)}**",
         "",
     ]
     lines += [f"- {r}" for r in rec.get("reasons", [])]
@@ -128,12 +141,14 @@ def to_markdown(report: dict) -> str:
     if t.get("type") == "classification" and t.get("decoding") == "choices":
         lines += ["", f"- Note: {CHOICES_NOTE}."]
     if report.get("comparisons"):
-        lines += ["", "## Paired comparisons", "", "| a | b | diff (b − a) | 95% CI | p | test |", "|---|---|---|---|---|---|"]
+        lines += ["", "## Paired comparisons (Holm-adjusted across the table)", "",
+                  "| a | b | diff (b − a) | 95% CI | p | Holm p | significant | test |", "|---|---|---|---|---|---|---|---|"]
         for c in report["comparisons"]:
             ci = c.get("ci") or [None, None]
             lines.append(
                 f"| {c['a_name']} | {c['b_name']} | {fmt(c['diff'])} | [{fmt(ci[0])}, {fmt(ci[1])}] | "
-                f"{fmt(c['p_value'], 4)} | {c['test']} |"
+                f"{fmt(c['p_value'], 4)} | {fmt(c.get('p_holm'), 4)} | {'yes' if c.get('significant') else 'no'} | "
+                f"{c['test']} |"
             )
     sel = report.get("base_model_selection") or []
     if sel:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..environment import shown
-from .files import NAMES, fmt, fmt_sig, fmt_usd, judge_cost_line, quality_rows, training_time_line
+from .files import NAMES, fmt, fmt_sig, fmt_usd, judge_cost_line, quality_rows, recommendation_title, training_time_line
 
 ORDER = ("baseline", "prompting", "constrained", "rag", "finetune")
 WIDE_LABELS = 8
@@ -243,11 +243,7 @@ def _recommendation(report: dict) -> str:
     t = report["task"]
     choice = rec.get("choice", "none")
     kind = "ok" if rec.get("meets_target") else ("short" if choice != "none" else "none")
-    if choice == "none":
-        best = rec.get("best")
-        title = "No pipeline meets the target" + (f" (best: {NAMES.get(best, best)})" if best else "")
-    else:
-        title = NAMES.get(choice, choice)
+    title = recommendation_title(rec)
     parts = [
         f'<section id="recommendation" class="rec {kind}">',
         f'<div class="rec-head"><span class="eyebrow">Recommendation for {e(t["name"])} '
@@ -290,11 +286,13 @@ def _comparisons(report: dict) -> str:
             f"<tr><td>{e(NAMES.get(c.get('a_name'), c.get('a_name')))}</td>"
             f"<td>{e(NAMES.get(c.get('b_name'), c.get('b_name')))}</td>"
             f"<td class='num'>{c.get('diff', 0):+.3f}</td><td class='num'>{e(_ci(c.get('ci')))}</td>"
-            f"<td class='num'>{e(_p(c.get('p_value')))}</td><td>{e(c.get('test'))}</td>"
+            f"<td class='num'>{e(_p(c.get('p_value')))}</td><td class='num'>{e(_p(c.get('p_holm')))}</td>"
+            f"<td>{e(c.get('test'))}</td>"
             f"<td>{'yes' if c.get('significant') else 'no'}</td></tr>"
         )
     return ("<section><h2>Paired comparisons</h2><p class='muted'>Same eval items, so item difficulty cancels out; "
-            "diff is b − a.</p>" + _table(["a", "b", "diff", "95% CI", "p", "test", "significant"], rows, right=(2, 3, 4)) + "</section>")
+            "diff is b − a; significance is Holm-adjusted across the table.</p>"
+            + _table(["a", "b", "diff", "95% CI", "p", "Holm p", "test", "significant"], rows, right=(2, 3, 4, 5)) + "</section>")
 
 
 def _quality(report: dict) -> str:

@@ -12,7 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..environment import shown
-from .files import NAMES, fmt, fmt_sig, fmt_usd, judge_cost_line, pretraining_line, quality_rows, training_time_line
+from .files import (NAMES, fmt, fmt_sig, fmt_usd, judge_cost_line, pretraining_line, quality_rows,
+                    recommendation_title, training_time_line)
 
 STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
 
@@ -26,8 +27,7 @@ def recommendation_panel(report: dict) -> Panel:
     t = report["task"]
     choice = rec["choice"]
     colour = "green" if rec.get("meets_target") else "yellow" if choice != "none" else "red"
-    title = NAMES.get(choice, choice) if choice != "none" else f"none meets the target (best: {rec.get('best')})"
-    body: list = [Text(f"{title}", style=f"bold {colour}"), Text("")]
+    body: list = [Text(recommendation_title(rec), style=f"bold {colour}"), Text("")]
     body += [Text(f"• {r}") for r in rec.get("reasons", [])]
     if rec.get("why_not"):
         body.append(Text("\nWhy not the others", style="bold"))
@@ -81,13 +81,13 @@ def comparisons_table(report: dict, width: int = WIDE) -> Table | None:
     if not comps:
         return None
     narrow = width < WIDE
-    table = Table(title="Paired comparisons (same eval items)")
-    cols = ("a", "b", "b − a", "95% CI", "p", "significant") + (() if narrow else ("test",))
+    table = Table(title="Paired comparisons (same eval items; significance Holm-adjusted across the table)")
+    cols = ("a", "b", "b − a", "95% CI", "p", "Holm p", "significant") + (() if narrow else ("test",))
     for col in cols:
         table.add_column(col, no_wrap=True, justify="right" if col in ("b − a", "p") else "left")
     for c in comps:
         row = [c["a_name"], c["b_name"], f"{c['diff']:+.3f}", _ci(c.get("ci")), fmt(c["p_value"], 4),
-               "yes" if c.get("significant") else "no"]
+               fmt(c.get("p_holm"), 4), "yes" if c.get("significant") else "no"]
         table.add_row(*row, *(() if narrow else (c["test"],)))
     return table
 
@@ -108,7 +108,7 @@ def selection_table(report: dict) -> Table | None:
     rows = report.get("base_model_selection") or []
     if len(rows) < 2:
         return None
-    table = Table(title="Base-model selection (zero-shot)")
+    table = Table(title="Base-model selection (zero-shot, held-out train items)")
     for col in ("model", "score", "95% CI", "params", "$ / 1k req", "monthly $", "chosen"):
         table.add_column(col)
     for r in rows:

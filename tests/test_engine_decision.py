@@ -1,0 +1,56 @@
+"""The engine's side of the decision, without models: the target metric is judged on itself
+(issue 12: a macro-F1 target was judged on per-item accuracy and a majority-class pipeline
+was reported as meeting it)."""
+
+import json
+
+import pytest
+
+from advisor import decide, spec as spec_mod
+from advisor.data import load_task_data
+from advisor.engine import Assessment
+
+
+@pytest.fixture
+def majority_task(tmp_path):
+    rows = [{"text": f"item {i}", "label": "maj" if i < 54 else "min"} for i in range(60)]  # 90/10
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "task.yaml").write_text(
+        "name: skewed\ntype: classification\nlabels: [maj, min]\ndata: {eval: eval.jsonl}\n"
+        "target: {metric: macro_f1, min: 0.80}\nbudget: {horizon_months: 6}\ndecision: {margin: 0.03}\n")
+    s = spec_mod.load(tmp_path / "task.yaml")
+    a = Assessment(s, tmp_path / "run")
+    a.data = load_task_data(s)
+    return a
+
+
+def _result(a: Assessment, outputs: list[str]) -> dict:
+    from pipelines.base import PipelineOutput, Prediction
+
+    out = PipelineOutput([Prediction(id=str(i), output=o, prompt_tokens=1, output_tokens=1) for i, o in enumerate(outputs)])
+    return a._score("prompting", out, a.data.eval.examples)
+
+
+def test_a_macro_f1_target_is_judged_on_macro_f1_not_accuracy(majority_task):
+    a = majority_task
+    res = _result(a, ["maj"] * 60)
+    # scikit-learn macro-F1 of always "maj" on 54/6: (2*54/(54+60) + 0) / 2 = 0.4737; accuracy 0.9
+    assert res["score"] == pytest.approx(0.473684, abs=1e-6) and res["metrics"]["accuracy"] == pytest.approx(0.9)
+    assert res["per_example_metric"] == "accuracy" and res["ci"] is None  # CIs come at decision time
+    a.results = {"prompting": res}
+    outcomes = a._outcomes()
+    o = outcomes["prompting"]
+    assert o.score_fn is not None and o.per_example is None and o.n_items == 60
+    d = decide.decide(decide.DecisionInput(metric="macro_f1", target=0.8, outcomes=outcomes))
+    v = d.verdicts["prompting"]
+    # before: Wilson on accuracy, "meets the target: macro_f1 0.474 (95% CI 0.826-0.945)"
+    assert d.choice == "none" and v["verdict"] == "misses" and v["interval"] == "bootstrap-metric"
+    assert v["ci"][0] <= 0.4737 <= v["ci"][1] < 0.6
+
+
+def test_spec_decision_margin_and_horizon_reach_the_spec(majority_task):
+    s = majority_task.spec
+    assert s.decision.margin == 0.03 and s.budget.horizon_months == 6
+    defaults = spec_mod.TaskSpec.model_validate({"name": "x", "type": "qa", "data": {"eval": "e.jsonl"},
+                                                 "target": {"metric": "token_f1", "min": 0.5}})
+    assert defaults.decision.margin == decide.DEFAULT_MARGIN and defaults.budget.horizon_months == 12
