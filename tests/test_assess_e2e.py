@@ -69,8 +69,11 @@ def test_assess_report_contract(tiny_task, tmp_path):
     assert report["recommendation"]["reasons"]
 
     pipes = report["pipelines"]
-    assert set(pipes) == {"baseline", "prompting", "rag", "finetune"}
+    # the contract's four pipelines; later pipelines are added beside them, never instead of them
+    assert set(pipes) == {"baseline", "prompting", "constrained", "rag", "finetune"}
     assert pipes["finetune"]["status"] == "skipped"
+    # a classification task's label likelihood already constrains its output: no separate stage
+    assert pipes["constrained"]["status"] == "skipped" and "label likelihood" in pipes["constrained"]["reason"]
     for name in ("baseline", "prompting", "rag"):
         p = pipes[name]
         assert p["status"] == "ok", (name, p)
