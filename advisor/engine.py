@@ -94,6 +94,14 @@ def claim_run_dir(out_dir: Path | None, task_name: str, runs_root: Path) -> Path
     return out_dir
 
 
+def _probe_writable(folder: Path) -> None:
+    """Create the folder and write (then remove) a file in it: permissions alone do not tell (root, ACLs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".write-test-{os.getpid()}"
+    probe.write_text("ok")
+    probe.unlink()
+
+
 MIN_FREE_BYTES = 50_000_000  # reports, predictions and a LoRA adapter of a small model fit easily
 
 
@@ -112,10 +120,7 @@ def ensure_writable(out_dir: Path) -> None:
             where=str(out_dir), fix="free some space or choose another --out",
         )
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
+        _probe_writable(out_dir)
     except OSError as e:
         for p in created:  # deepest first: only the folders this call made
             try:
@@ -134,10 +139,7 @@ def check_home(home: Path) -> None:
     if home.exists() and not home.is_dir():
         raise AdvisorError("is a file, not a folder", where=where, fix=fix)
     try:
-        home.mkdir(parents=True, exist_ok=True)
-        probe = home / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
+        _probe_writable(home)
     except OSError as e:
         raise AdvisorError(f"cannot write ({e.strerror or e})", where=where, fix=fix) from None
 

@@ -131,6 +131,9 @@ def facts_from_folder(name: str, folder: Path, trust_remote_code: bool = False) 
     """Facts of a local folder (or a cached hub snapshot) holding a config.json."""
     from transformers import AutoConfig
 
+    from .models import check_local_config
+
+    check_local_config(folder, name, "llm")  # unreadable JSON: the same one line as assess's preflight
     try:
         cfg = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
         total, active = count_config(cfg, trust_remote_code)

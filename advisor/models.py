@@ -176,7 +176,7 @@ def check_available(name: str, kind: str = "llm") -> None:
     except (ValueError, OSError):  # a NUL or an over-long name
         p, exists = Path("."), False
     if exists:
-        _check_local_config(p, name, kind)
+        check_local_config(p, name, kind)
         return
     if p.is_absolute() or name.startswith((".", "~")):
         raise AdvisorError("no such folder", where=f"model '{name}'", fix="check the path, or use a bundled: model")
@@ -184,9 +184,10 @@ def check_available(name: str, kind: str = "llm") -> None:
         _check_hub_id(name, kind)
 
 
-def _check_local_config(folder: Path, name: str, kind: str) -> None:
+def check_local_config(folder: Path, name: str, kind: str) -> None:
     """A local model folder's config.json must be readable JSON naming a model_type: found here,
-    before any stage, instead of as a 70-line traceback from transformers mid-run."""
+    before any stage, instead of as a 70-line traceback from transformers mid-run (assess's
+    preflight and estimate's model facts both read it through here, so both say the same line)."""
     cfg = folder / "config.json"
     if not folder.is_dir() or not cfg.exists():
         return  # sentence-transformers folders and single files are checked when loaded

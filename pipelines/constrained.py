@@ -126,12 +126,7 @@ def generate_constrained(
                 input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                 pad_token_id=gen.tok.pad_token_id, eos_token_id=eos, logits_processor=LogitsProcessorList([proc]),
             )
-        new = out[:, ids.shape[1]:].tolist()
-        for row, i in enumerate(batch):
-            toks = new[row]
-            n = toks.index(eos) if eos in toks else len(toks)
-            text = gen.tok.decode(toks[:n], skip_special_tokens=True).strip()
-            results[i] = Generation(text, len(encoded[i]), min(n + 1, len(toks)))
+        gen.collect(out[:, ids.shape[1]:].tolist(), batch, encoded, results)
         done += len(batch)
         gen.progress(desc, done, len(encoded))
     return results  # type: ignore[return-value]

@@ -135,15 +135,21 @@ class Generator:
                     eos_token_id=eos,
                     **({"cache": cache} if cache is not None else {}),
                 )
-            new = out[:, ids.shape[1]:].tolist()
-            for row, i in enumerate(batch):
-                toks = new[row]
-                n = toks.index(eos) if eos in toks else len(toks)
-                text = self.tok.decode(toks[:n], skip_special_tokens=True).strip()
-                results[i] = Generation(text, len(encoded[i]), min(n + 1, len(toks)))
+            self.collect(out[:, ids.shape[1]:].tolist(), batch, encoded, results)
             done += len(batch)
             self.progress(desc, done, len(encoded))
         return results  # type: ignore[return-value]
+
+    def collect(self, new_tokens: list[list[int]], batch: Sequence[int], encoded: Sequence[Sequence[int]],
+                results: list) -> None:
+        """Decode each row's new tokens up to end-of-sequence into ``results`` at its prompt's index;
+        output tokens count the end-of-sequence token when one was generated."""
+        eos = self.tok.eos_token_id
+        for row, i in enumerate(batch):
+            toks = new_tokens[row]
+            n = toks.index(eos) if eos in toks else len(toks)
+            text = self.tok.decode(toks[:n], skip_special_tokens=True).strip()
+            results[i] = Generation(text, len(encoded[i]), min(n + 1, len(toks)))
 
     # ---------------------------------------------------------------- label scoring
     def choice_ids(self, choices: Sequence[str]) -> list[list[int]]:
