@@ -36,7 +36,16 @@ def describe_kind(v: Any) -> str:
 class SafeLoader(yaml.SafeLoader):
     """yaml.SafeLoader (plain data only: a `!!python/...` tag is an error), plus a position for
     values that look like a date or number but are not one (`2024-13-01`, `!!float abc`), which
-    SafeLoader reports as a bare ValueError (or AttributeError) without a line."""
+    SafeLoader reports as a bare ValueError (or AttributeError) without a line.
+
+    Its constructor table is its own copy with YAML's own timestamp rule: a library may rewrite
+    yaml.SafeLoader's shared table when imported (lm-format-enforcer maps timestamps to strings),
+    and a task file must read the same whatever ran before it in the process."""
+
+    yaml_constructors = {
+        **yaml.SafeLoader.yaml_constructors,
+        "tag:yaml.org,2002:timestamp": yaml.constructor.SafeConstructor.construct_yaml_timestamp,
+    }
 
     def construct_object(self, node, deep=False):
         try:

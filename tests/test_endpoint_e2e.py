@@ -63,9 +63,17 @@ def served(tmp_path_factory):
             proc.kill()
 
 
-def _task(tmp_path: Path, url: str, candidates: str) -> Path:
+def _pairs(texts: list[str]) -> list[str]:
+    """Two train reviews joined, in both orders: 30 distinct reviews from 6 (none is an eval text)."""
+    return [f"{a} {b}" for a in texts for b in texts if a != b]
+
+
+def _task(tmp_path: Path, url: str, candidates: str, train_for_selection: bool = False) -> Path:
+    """A 16-item sentiment task; with ``train_for_selection`` the train set is large enough (60)
+    for the held-out slice the base model is chosen on (32 items), else 12 items."""
     rows = lambda items: "".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in items)  # noqa: E731
-    (tmp_path / "train.jsonl").write_text(rows([(t, "positive") for t in POS[:6]] + [(t, "negative") for t in NEG[:6]]))
+    pos, neg = (_pairs(POS[:6]), _pairs(NEG[:6])) if train_for_selection else (POS[:6], NEG[:6])
+    (tmp_path / "train.jsonl").write_text(rows([(t, "positive") for t in pos] + [(t, "negative") for t in neg]))
     (tmp_path / "eval.jsonl").write_text(rows([(t, "positive") for t in POS[6:]] + [(t, "negative") for t in NEG[6:]]))
     (tmp_path / "task.yaml").write_text(
         "name: served-sentiment\ntype: classification\n"
@@ -143,12 +151,12 @@ def test_assess_an_endpoint_candidate_priced_by_tokens(served, tmp_path):
 
 @pytest.mark.e2e
 def test_base_model_step_compares_local_and_served(served, tmp_path):
-    task = _task(tmp_path, served, "    - bundled:smollm2-135m-instruct\n" + endpoint())
+    task = _task(tmp_path, served, "    - bundled:smollm2-135m-instruct\n" + endpoint(), train_for_selection=True)
     report = _assess(task, tmp_path / "runs" / "a")
     table = {r["model"]: r for r in report["base_model_selection"]}
     local, remote = table["bundled:smollm2-135m-instruct"], table["served-smollm2"]
-    for r in (local, remote):
-        assert r["ci"][0] <= r["score"] <= r["ci"][1] and r["n"] == 8 and r["usd_per_1k_requests"] > 0
+    for r in (local, remote):  # chosen on 32 held-out train items, never on the 16 eval items
+        assert r["ci"][0] <= r["score"] <= r["ci"][1] and r["n"] == 32 and r["usd_per_1k_requests"] > 0
     assert remote["endpoint"] and not local["endpoint"]
     # without a local tokenizer, the endpoint's labels come from first-token log-probs (or generation)
     assert report["pipelines"]["prompting"]["status"] == "ok"

@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = ROOT / "tests" / "fixtures" / "tiny_cls" / "task.yaml"
-PIPELINES = ("baseline", "prompting", "rag", "finetune")
+PIPELINES = ("baseline", "prompting", "constrained", "rag", "finetune")  # constrained: skipped here (choices)
 
 
 def _has(module: str) -> bool:

@@ -327,3 +327,19 @@ def test_section_is_json_ready(tmp_path):
     sec = s.section("type", "data", "target")
     assert sec["type"] == "classification" and sec["target"] == {"metric": "accuracy", "min": 0.8}
     assert isinstance(sec["data"]["eval"], str)
+
+
+def test_a_library_that_rewrites_pyyaml_does_not_change_how_task_files_read(in_tmp, monkeypatch):
+    """lm-format-enforcer (the constrained pipeline) maps YAML timestamps to strings in PyYAML's
+    global SafeLoader when imported: a task file read after a constrained run in the same process
+    (a bench suite) must read exactly as before."""
+    import yaml
+
+    table = dict(yaml.SafeLoader.yaml_constructors)
+    table["tag:yaml.org,2002:timestamp"] = table["tag:yaml.org,2002:str"]  # what the library does
+    monkeypatch.setattr(yaml.SafeLoader, "yaml_constructors", table)
+    case = next(c for c in BAD if c[0] == "bad-date")
+    (in_tmp / "task.yaml").write_text(case[1], encoding="utf-8")
+    with pytest.raises(AdvisorError) as err:
+        spec.load("task.yaml")
+    assert str(err.value) == case[2]
