@@ -276,3 +276,22 @@ def test_training_time_estimated_vs_measured_in_every_format():
     assert html.e(line) in html.render(report, predictions=preds)
     report["costs"]["pipelines"]["finetune"] = {"train_seconds_estimated": 0.0167}  # nothing measured to compare
     assert files.training_time_line(report) is None and "estimated vs measured" not in files.to_markdown(report)
+
+
+def test_comparisons_at_80_columns_keep_every_difference_whole():
+    """CI logs and pipes get 80 columns: the Holm-adjusted table must still show each difference
+    and its Holm p in full (the raw p stays in report.md), not '+0.1…' stubs."""
+    from rich.console import Console
+
+    from advisor.report.terminal import comparisons_table
+
+    comps = [{"a_name": "prompting", "b_name": "finetune", "diff": 0.18333, "ci": [0.042, 0.317], "p_value": 0.0192,
+              "p_holm": 0.0961, "significant": False, "test": "mcnemar-exact"},
+             {"a_name": "baseline", "b_name": "rag", "diff": -0.15, "ci": [-0.291, -0.0], "p_value": 0.0784,
+              "p_holm": 0.3134, "significant": False, "test": "mcnemar-exact"}]
+    console = Console(width=80, record=True)
+    console.print(comparisons_table({"comparisons": comps}, 80))
+    text = console.export_text()
+    for cell in ("prompting", "finetune", "+0.183", "-0.150", "[0.042, 0.317]", "0.0961", "0.3134"):
+        assert cell in text, (cell, text)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80

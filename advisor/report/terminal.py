@@ -82,13 +82,17 @@ def comparisons_table(report: dict, width: int = WIDE) -> Table | None:
         return None
     narrow = width < WIDE
     table = Table(title="Paired comparisons (same eval items; significance Holm-adjusted across the table)")
-    cols = ("a", "b", "b − a", "95% CI", "p", "Holm p", "significant") + (() if narrow else ("test",))
+    # Narrow (80 columns: CI logs, pipes): the Holm p decides significance, so the raw p (in
+    # report.md) is left out and the last column is short, keeping every difference whole.
+    cols = ("a", "b", "b − a", "95% CI") + (("Holm p", "sig.") if narrow else ("p", "Holm p", "significant", "test"))
     for col in cols:
-        table.add_column(col, no_wrap=True, justify="right" if col in ("b − a", "p") else "left")
+        table.add_column(col, no_wrap=True, justify="right" if col in ("b − a", "p", "Holm p") else "left")
     for c in comps:
-        row = [c["a_name"], c["b_name"], f"{c['diff']:+.3f}", _ci(c.get("ci")), fmt(c["p_value"], 4),
-               fmt(c.get("p_holm"), 4), "yes" if c.get("significant") else "no"]
-        table.add_row(*row, *(() if narrow else (c["test"],)))
+        cells = {"a": c["a_name"], "b": c["b_name"], "b − a": f"{c['diff']:+.3f}", "95% CI": _ci(c.get("ci")),
+                 "p": fmt(c["p_value"], 4), "Holm p": fmt(c.get("p_holm"), 4),
+                 "significant": "yes" if c.get("significant") else "no", "test": c["test"]}
+        cells["sig."] = cells["significant"]
+        table.add_row(*(cells[k] for k in cols))
     return table
 
 
