@@ -18,3 +18,24 @@ target: {metric: accuracy, min: 0.8}
 
 def jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a real server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc, timeout: float = 15) -> None:
+    """Stop a server a test started: SIGTERM, then SIGKILL if it has not exited in time."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)

@@ -6,7 +6,6 @@ the suite's socket guard still blocks anything that is not loopback."""
 
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.endpoint import wait_until_up
+from helpers import free_port, stop
 
 POS = ["a warm , funny and moving film .", "superb acting and a clever script .", "i loved every minute of it .",
        "a delightful surprise from start to finish .", "beautifully shot and deeply felt .",
@@ -31,16 +31,11 @@ def _gguf() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """llama-cpp-python's OpenAI-compatible server on 127.0.0.1, model alias 'smollm2'."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -56,11 +51,7 @@ def served(tmp_path_factory):
             pytest.fail(f"llama-cpp-python server did not start: {log.read_text()[-2000:]}")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, timeout=20)
 
 
 def _pairs(texts: list[str]) -> list[str]:

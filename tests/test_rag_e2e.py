@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from advisor.spec import load
 from pipelines.base import RunContext
 from pipelines.prompting import PromptingPipeline
 from pipelines.rag import RagPipeline
+from helpers import free_port, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -200,11 +200,6 @@ rag: {k: 3}
 # Chroma server mode
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     import urllib.request
@@ -225,7 +220,7 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> Non
 def test_chroma_server_mode(qa_task, smollm, generator, tmp_path):
     chroma = Path(sys.executable).with_name("chroma")
     assert chroma.exists(), "the chromadb package's `chroma` command is missing from the venv"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     proc = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1",
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -251,10 +246,5 @@ def test_chroma_server_mode(qa_task, smollm, generator, tmp_path):
         again.prepare(_ctx(spec, data, smollm, generator, home))
         assert again.index["documents"].reused
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop(proc, timeout=15)
     assert proc.returncode is not None
