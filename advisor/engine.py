@@ -536,7 +536,7 @@ class Assessment:
         # 4. LoRA, only when needed (or asked)
         mode = spec.finetune.mode
         outcomes = self._outcomes()
-        run_ft, why = decide.should_run_finetune(mode, outcomes, spec.target.min, self._higher_is_better())
+        run_ft, why = decide.should_run_finetune(mode, outcomes, spec.target.min, self.spec.higher_is_better)
         ft_base = self.finetune_base(base, selection)
         if ft_base is None:
             res["finetune"] = self._skip("every candidate is an endpoint; fine-tuning needs a local model "
@@ -570,7 +570,7 @@ class Assessment:
                 res[name]["cost"] = c
         decision = decide.decide(decide.DecisionInput(
             metric=spec.metric, target=spec.target.min, outcomes=self._outcomes(),
-            higher_is_better=self._higher_is_better(),
+            higher_is_better=self.spec.higher_is_better,
             budget_setup_usd=spec.budget.setup_usd, requests_per_month=spec.budget.requests_per_month,
             has_train=bool(data.train), has_corpus=bool(data.corpus), base_model=base,
             margin=spec.decision.margin, horizon_months=spec.budget.horizon_months,
@@ -585,9 +585,6 @@ class Assessment:
         return report
 
     # ------------------------------------------------------------------ cost, decision, report
-    def _higher_is_better(self) -> bool:
-        return self.spec.higher_is_better  # custom scorers say theirs in the task
-
     def _outcomes(self) -> dict[str, decide.PipelineOutcome]:
         """Stored stage results as decision inputs; the CI is left to the decision, computed on
         the target metric itself (per-item scores, or a subset scorer for a corpus metric)."""
