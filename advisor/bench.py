@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from . import history, regression
+from . import history, regression, run_folder
 from .errors import AdvisorError
 
 TASK_KEYS = ("task", "finetune", "limit", "fresh")
@@ -215,6 +215,7 @@ def run_suite(
             if progress:
                 p.assessment.progress = progress
             report = p.assessment.run()
+            run_folder.write_outputs(p.out_dir, report, p.assessment.predictions())
         else:
             report = assess(p)
         reports.append(report)

@@ -130,6 +130,7 @@ def assess(
     ),
 ) -> None:
     """Run baseline, prompting, RAG and (when needed) LoRA on TASK; write and print the report."""
+    from . import run_folder
     from . import spec as spec_mod
     from .engine import Assessment
 
@@ -152,6 +153,7 @@ def assess(
         a.progress = bar
         try:
             report = a.run()
+            run_folder.write_outputs(out_dir, report, a.predictions())
         except AdvisorError as e:
             bar.progress.stop()
             _fail(e)
@@ -258,8 +260,8 @@ def report(
 ) -> None:
     """Re-render a run's report from its report.json (html and md are written, json and terminal printed)."""
     from .environment import redact
+    from .atomic import atomic_write_text
     from .report import files
-    from .stages import atomic_write_text
 
     if fmt not in REPORT_FORMATS:
         _fail(AdvisorError(f"'{fmt}' is not a format", where="--format", fix="use html, md, json or terminal"))

@@ -109,6 +109,21 @@ HARDWARE: dict[str, Hardware] = {
 }
 
 
+# What CUDA calls a card (torch.cuda.get_device_name) -> its row above. Longest pattern first:
+# "GH200" contains "H200" and "L40S" contains "L4". GH200 pairs a Grace CPU with an H100-class
+# GPU at the same dense bf16 peak; an A10 (125 TFLOP/s) is not an A10G (~70) and stays unknown.
+DEVICE_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("GH200", "H100"), ("H200", "H200"), ("H100", "H100"), ("A100", "A100-80GB"), ("L40S", "L40S"),
+    ("A10G", "A10G"), ("L4", "L4"), ("T4", "T4"),
+)
+
+
+def hardware_for_device(device_name: str) -> str | None:
+    """The cost table's name for a CUDA device name (None: a card the table does not price)."""
+    upper = str(device_name).upper()
+    return next((row for pattern, row in DEVICE_PATTERNS if pattern in upper), None)
+
+
 def get_hardware(name: str, usd_per_hour: float | None = None) -> Hardware:
     """Look up a card by name (case-insensitive), optionally overriding its price."""
     key = {k.lower(): k for k in HARDWARE}.get(str(name).strip().lower())

@@ -29,7 +29,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
-from advisor import cost
+from advisor import catalogue, cost
 from advisor.stats import (
     ALPHA,
     PairedComparison,
@@ -49,10 +49,8 @@ from advisor.stats import (
     wilson_ci,
 )
 
-# cheapest first; `constrained` (prompting with the task's format enforced while decoding)
-# runs only for tasks that declare a format, and is tried before RAG and the fine-tune
-ORDER = ("baseline", "prompting", "constrained", "rag", "finetune")
-CHEAPER = ORDER[:-1]
+# The order of operational simplicity (the preference among pipelines that meet the target)
+# is the catalogue's: advisor/catalogue.py is the one list of pipelines.
 LARGE_MDD = 0.10  # an eval set that cannot see a 10-point gap is too small to rank pipelines
 FINETUNE_MODES = ("auto", "always", "never")
 # "As good as": a gap smaller than 5 points of a 0-1 score is one a team would rather not pay
@@ -250,7 +248,7 @@ def _more_items(v: Verdict) -> str:
 
 def _rank(name: str) -> int:
     """Workflow order (simplest first); names outside it after."""
-    return ORDER.index(name) if name in ORDER else len(ORDER)
+    return catalogue.rank(name)
 
 
 # ---------------------------------------------------------------------------------- comparisons
@@ -463,7 +461,8 @@ def decide(inp: DecisionInput) -> Decision:
     # Why not each other pipeline: one line each, never a repeat of the reasons above.
     chosen = choice.name if choice else None
     # `constrained` exists only for tasks that declare a format: absent, it needs no "why not"
-    for name in names + [n for n in ORDER if n not in outs and n != "constrained"]:
+    # a pipeline that only some tasks have (constrained: a declared format) needs no "why not" when absent
+    for name in names + [n for n in catalogue.names() if n not in outs and _expected(n)]:
         if name == chosen:
             continue
         o = outs.get(name)
@@ -559,12 +558,16 @@ def decide(inp: DecisionInput) -> Decision:
     )
 
 
+def _expected(name: str) -> bool:
+    """Pipelines every task has a row for (a missing one gets a 'not run' line)."""
+    e = catalogue.entry(name)
+    return e is not None and e.always_listed
+
+
 def _not_run(name: str, inp: DecisionInput) -> str:
-    if name == "rag" and not inp.has_corpus:
-        return "not run: no corpus" + ("" if inp.has_train else " and no train examples to retrieve")
-    if name in ("baseline", "finetune") and not inp.has_train:
-        return "not run: no train set"
-    return "not run"
+    e = catalogue.entry(name)
+    missing = e.missing_data(inp.has_train, inp.has_corpus) if e else None
+    return f"not run: {missing}" if missing else "not run"
 
 
 def _next_steps(inp: DecisionInput, outs: dict[str, PipelineOutcome], verdicts: dict[str, Verdict],
@@ -652,7 +655,7 @@ def should_run_finetune(
         return False, "fine-tune disabled (finetune mode 'never')"
     if m == "always":
         return True, "fine-tune forced (finetune mode 'always')"
-    for name in CHEAPER:
+    for name in catalogue.cheaper_than_gated():
         o = outcomes.get(name)
         if o is not None and meets(_screen(o), target, higher_is_better):
             (lo, hi), _, _, _ = _interval(o, target, higher_is_better)

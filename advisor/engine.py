@@ -8,9 +8,7 @@ a rerun whose stages are all cached never imports torch.
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -18,22 +16,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, cost, decide, metrics, stats
-from .data import MIN_TRAIN_FOR_FINETUNE, Example, TaskData, load_task_data
+from . import __version__, catalogue, cost, decide, metrics, run_folder, stats
+from .data import Example, TaskData, load_task_data
 from .environment import environment, redact
 from .errors import AdvisorError, Interrupted
 from .spec import TaskSpec
-from .stages import RUN_MARKER, StageStore, atomic_write_json, atomic_write_text, previous_runs, run_task, stage_key
+from .atomic import atomic_write_text
+from .stages import StageStore, previous_runs, stage_key
+from .usage import Usage
 
 SCHEMA_VERSION = 1
-PIPELINES = {
-    "baseline": "pipelines.baseline:BaselinePipeline",
-    "prompting": "pipelines.prompting:PromptingPipeline",
-    "constrained": "pipelines.constrained:ConstrainedPipeline",
-    "rag": "pipelines.rag:RagPipeline",
-    "finetune": "pipelines.finetune:FinetunePipeline",
-}
-ORDER = ("baseline", "prompting", "constrained", "rag", "finetune")
 
 Progress = Callable[[str, int, "int | None"], None]
 
@@ -43,105 +35,8 @@ def _no_progress(task: str, done: int, total: int | None) -> None:
 
 
 def load_pipeline(name: str, **kwargs: Any):
-    module, cls = PIPELINES[name].split(":")
+    module, cls = catalogue.entry(name).factory.split(":")
     return getattr(importlib.import_module(module), cls)(**kwargs)
-
-
-def default_out_dir(task_name: str, runs_root: Path) -> Path:
-    """runs/<task>-<time>, created atomically and unique: two runs started in the same second get
-    -2, -3, ... (mkdir fails on an existing name, so two processes can never share a folder)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    runs_root.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 10_000):
-        path = runs_root / (f"{task_name}-{stamp}" + ("" if i == 1 else f"-{i}"))
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise AdvisorError("no free run-folder name", where=str(runs_root), fix="clean up old runs or pass --out")
-
-
-def check_out_dir(out_dir: Path, task_name: str) -> None:
-    """`--out` writes only into a new or empty folder, or a run folder of the same task (its marker
-    says so): anything else may be someone's files, and is refused before any work."""
-    try:
-        entries = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
-    except OSError:
-        return  # unreadable: ensure_writable names the problem
-    if not entries:
-        return
-    owner = run_task(out_dir)
-    if owner == task_name:
-        return
-    shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
-    why = (f"is a run folder of another task ('{owner[:80]}')" if owner is not None
-           else f"is not empty and not an advisor run folder (holds {shown})")
-    raise AdvisorError(why, where=str(out_dir), fix="choose a new or empty folder for --out")
-
-
-def claim_run_dir(out_dir: Path | None, task_name: str, runs_root: Path) -> Path:
-    """The run folder, created (unique when no --out is given) and marked with the task's name."""
-    if out_dir is None:
-        ensure_writable(runs_root)
-        out_dir = default_out_dir(task_name, runs_root)
-    else:
-        check_out_dir(out_dir, task_name)
-        ensure_writable(out_dir)
-    if run_task(out_dir) is None:
-        atomic_write_json(out_dir / RUN_MARKER, {"task": task_name, "advisor": __version__,
-                                                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    return out_dir
-
-
-def _probe_writable(folder: Path) -> None:
-    """Create the folder and write (then remove) a file in it: permissions alone do not tell (root, ACLs)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    probe = folder / f".write-test-{os.getpid()}"
-    probe.write_text("ok")
-    probe.unlink()
-
-
-MIN_FREE_BYTES = 50_000_000  # reports, predictions and a LoRA adapter of a small model fit easily
-
-
-def ensure_writable(out_dir: Path) -> None:
-    """Fail before any work when the run folder cannot be written; on failure leave nothing behind."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise AdvisorError("is a file, not a run folder", where=str(out_dir), fix="choose another --out")
-    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
-    try:
-        free = shutil.disk_usage(next(p for p in (out_dir, *out_dir.parents) if p.exists())).free
-    except (OSError, StopIteration):
-        free = MIN_FREE_BYTES
-    if free < MIN_FREE_BYTES:
-        raise AdvisorError(
-            f"only {free / 1e6:.0f} MB free on its disk (a run needs ~{MIN_FREE_BYTES / 1e6:.0f} MB)",
-            where=str(out_dir), fix="free some space or choose another --out",
-        )
-    try:
-        _probe_writable(out_dir)
-    except OSError as e:
-        for p in created:  # deepest first: only the folders this call made
-            try:
-                p.rmdir()
-            except OSError:
-                pass
-        raise AdvisorError(
-            f"cannot write the run folder ({e.strerror or e})", where=str(out_dir), fix="choose another --out"
-        ) from None
-
-
-def check_home(home: Path) -> None:
-    """The advisor home holds converted models and the Chroma store that the LLM and RAG stages
-    write: check it before the first stage, not as failed pipelines and a baseline-only verdict."""
-    where, fix = f"ADVISOR_HOME ({home})", "set ADVISOR_HOME to a writable folder"
-    if home.exists() and not home.is_dir():
-        raise AdvisorError("is a file, not a folder", where=where, fix=fix)
-    try:
-        _probe_writable(home)
-    except OSError as e:
-        raise AdvisorError(f"cannot write ({e.strerror or e})", where=where, fix=fix) from None
 
 
 @dataclass
@@ -181,8 +76,8 @@ class Assessment:
                 self.spec.metric, self._task_dir(), where=f"{self.spec.source or 'task'}: field 'target.metric'")
         if self.spec.judge:
             models.check_available(self.spec.judge.model, "llm")
-        check_home(models.advisor_home())
-        self.out_dir = claim_run_dir(self.out_dir, self.spec.name, self.runs_root or Path("runs"))
+        run_folder.check_home(models.advisor_home())
+        self.out_dir = run_folder.claim_run_dir(self.out_dir, self.spec.name, self.runs_root or Path("runs"))
 
     def _task_dir(self) -> Path:
         return self.spec.source.parent if self.spec.source else Path.cwd()
@@ -285,7 +180,7 @@ class Assessment:
             "per_example": primary,
             "per_example_metric": per_metric,
             "timings": out.timings,
-            "usage": out.usage,
+            "usage": Usage.from_dict(out.usage).to_dict(),
             "details": out.details,
             "notes": out.notes,
             "predictions": preds,
@@ -423,7 +318,7 @@ class Assessment:
         if len(cands) == 1:
             return {"chosen": cands[0], "table": [{"model": cands[0], "score": None, "chosen": True,
                                                    "note": "only candidate"}]}
-        from pipelines.prompting import split_dev
+        from pipelines.prompts import split_dev
 
         _, dev = split_dev(self.data.train.examples if self.data.train else [], self.spec.seed)
         if not dev:
@@ -443,14 +338,15 @@ class Assessment:
                 pipe.prepare(self._context(name))
                 out = pipe.predict(examples)
                 res = self._score("prompting", out, examples)
+                usage = Usage.from_dict(out.usage)
                 llm, _ = self.llm(name)
                 self._endpoint_details(name, out)
                 table.append({"model": name, "score": res["score"], "n": res["n"], "per_example": res["per_example"],
                               "params": llm.n_params, "seconds": out.timings.get("predict"),
                               "endpoint": self.spec.models.is_endpoint(name),
-                              "prompt_tokens_mean": out.usage.get("prompt_tokens_mean"),
-                              "output_tokens_mean": out.usage.get("output_tokens_mean"),
-                              "usd_per_1k_requests": self._usd_per_1k(name, out.usage)})
+                              "prompt_tokens_mean": usage.prompt_tokens_mean,
+                              "output_tokens_mean": usage.output_tokens_mean,
+                              "usd_per_1k_requests": self._usd_per_1k(name, usage)})
                 per_1k = table[-1]["usd_per_1k_requests"]
                 table[-1]["monthly_usd"] = (per_1k * self.spec.budget.requests_per_month / 1000
                                             if per_1k is not None else None)
@@ -463,10 +359,10 @@ class Assessment:
                                         and metrics.METRICS[self.spec.metric].higher_is_better)
         return {"chosen": rule["chosen"], "table": rule["table"], "basis": stored.get("basis")}
 
-    def _usd_per_1k(self, name: str, usage: dict) -> float | None:
+    def _usd_per_1k(self, name: str, usage: Usage) -> float | None:
         """$ per 1,000 zero-shot requests of a candidate, from its measured tokens: token prices for
         an endpoint, the cost model on the task's card for a local model."""
-        p, o = usage.get("prompt_tokens_mean", 0), usage.get("output_tokens_mean", 0)
+        p, o = usage.prompt_tokens_mean, usage.output_tokens_mean
         hw = cost.get_hardware(self.spec.hardware.gpu, self.spec.hardware.usd_per_hour)
         if self.spec.models.is_endpoint(name):
             from .estimate import endpoint_rows
@@ -496,65 +392,27 @@ class Assessment:
         store = StageStore(self.out_dir, search=previous_runs(runs_root, spec.name), fresh=self.fresh)
         res = self.results
 
-        # 0. classical baseline (classification only)
-        if spec.type != "classification":
-            res["baseline"] = self._skip("not a classification task")
-        elif not data.train:
-            res["baseline"] = self._skip("no train set to fit a classifier on")
-        elif not spec.baseline.enabled:
-            res["baseline"] = self._skip("disabled in the task file (baseline.enabled: false)")
-        else:
-            key = stage_key("baseline", **self._base_key("baseline", model=spec.models.embedding))
-            res["baseline"] = self._stage(store, "baseline", key, lambda: self._run_pipeline("baseline", None))
-
-        # 1. base model first
+        # 0-4. every pipeline of the catalogue, simplest first; the base model is chosen before
+        # the first one that needs it. A gated step (a fine-tune) sees the results before it.
         selection = self.select_base_model(store)
         base = selection["chosen"]
-
-        # 2. prompting
-        key = stage_key("prompting", **self._base_key("prompting", model=base))
-        res["prompting"] = self._stage(store, "prompting", key, lambda: self._run_pipeline("prompting", base))
-
-        # 2b. workflow constraints: prompting with the declared format enforced while decoding
-        if spec.decoding == "choices":
-            res["constrained"] = self._skip(
-                "choices decoding (label likelihood) already constrains the output to the labels")
-        elif spec.format is None:
-            res["constrained"] = self._skip("the task declares no output format")
-        else:
-            key = stage_key("constrained", **self._base_key("prompting", model=base))
-            res["constrained"] = self._stage(store, "constrained", key,
-                                             lambda: self._run_pipeline("constrained", base))
-
-        # 3. RAG
-        if not (data.corpus or data.train):
-            res["rag"] = self._skip("no corpus and no train set to retrieve from")
-        else:
-            key = stage_key("rag", **self._base_key("prompting", "rag", "models", model=base))
-            res["rag"] = self._stage(store, "rag", key, lambda: self._run_pipeline("rag", base))
-
-        # 4. LoRA, only when needed (or asked)
-        mode = spec.finetune.mode
-        outcomes = self._outcomes()
-        run_ft, why = decide.should_run_finetune(mode, outcomes, spec.target.min, self.spec.higher_is_better)
         ft_base = self.finetune_base(base, selection)
-        if ft_base is None:
-            res["finetune"] = self._skip("every candidate is an endpoint; fine-tuning needs a local model "
-                                         "(add one to models.candidates)")
-        elif not data.train:
-            res["finetune"] = self._skip("no train set")
-        elif len(data.train) < MIN_TRAIN_FOR_FINETUNE:
-            res["finetune"] = self._skip(f"{len(data.train)} train examples; fine-tuning needs {MIN_TRAIN_FOR_FINETUNE}")
-        elif not run_ft:
-            res["finetune"] = self._skip(why)
-        else:
-            key = stage_key("finetune", **self._base_key("prompting", "finetune", model=ft_base))
-            res["finetune"] = self._stage(store, "finetune", key, lambda: self._run_pipeline("finetune", ft_base),
-                                          artifacts=["adapter"])
-            res["finetune"].setdefault("notes", []).append(f"run because: {why}")
-            if ft_base != base:
-                res["finetune"]["notes"].append(f"trained on {ft_base}, the best local candidate: {base} is an "
-                                                "endpoint, and an endpoint is prompted, not fine-tuned")
+        for e in catalogue.entries():
+            sit = catalogue.Situation(spec, data, self._outcomes(), base, ft_base)
+            why = e.applies(sit)
+            if why is not None:
+                res[e.name] = self._skip(why)
+                continue
+            model = {"embedder": None, "base": base, "finetune_base": ft_base}[e.model]
+            key = stage_key(e.name, **self._base_key(*e.key_sections, model=model or spec.models.embedding))
+            res[e.name] = self._stage(store, e.name, key, lambda e=e, m=model: self._run_pipeline(e.name, m),
+                                      artifacts=list(e.artifacts))
+            if e.gated and res[e.name].get("status") == "ok":
+                notes = res[e.name].setdefault("notes", [])
+                notes.append(f"run because: {catalogue.gate_reason(sit)}")
+                if ft_base != base:
+                    notes.append(f"trained on {ft_base}, the best local candidate: {base} is an "
+                                 "endpoint, and an endpoint is prompted, not fine-tuned")
 
         # 4b. the LLM judge (its own cache makes reruns free; its cost is the evaluation's)
         if spec.judge:
@@ -580,9 +438,7 @@ class Assessment:
                 res[name]["ci"] = [round(x, 6) for x in v["ci"]]
                 res[name]["verdict"] = {k: v[k] for k in ("verdict", "probability", "items_to_confirm", "interval",
                                                           "total_usd")}
-        report = self.report(selection, costs, decision.to_dict(), store, time.perf_counter() - t_start)
-        self.write(report)
-        return report
+        return self.report(selection, costs, decision.to_dict(), store, time.perf_counter() - t_start)
 
     # ------------------------------------------------------------------ cost, decision, report
     def _outcomes(self) -> dict[str, decide.PipelineOutcome]:
@@ -590,7 +446,7 @@ class Assessment:
         the target metric itself (per-item scores, or a subset scorer for a corpus metric)."""
         corpus_level = metrics.METRICS[self.spec.metric].corpus_level if self.spec.metric in metrics.METRICS else False
         out = {}
-        for name in ORDER:
+        for name in catalogue.names():
             r = self.results.get(name)
             if r is None:
                 continue
@@ -611,7 +467,7 @@ class Assessment:
             llm = self._llms[base][0]
             return llm.n_params, {"n_layers": llm.n_layers, "hidden": llm.hidden}
         for r in self.results.values():
-            shape = r.get("usage", {}).get("model_shape")
+            shape = Usage.from_dict(r.get("usage")).model_shape
             if shape:
                 return shape["n_params"], {"n_layers": shape["n_layers"], "hidden": shape["hidden"]}
         b = BUNDLED.get(base)
@@ -626,37 +482,29 @@ class Assessment:
         emb = BUNDLED.get(spec.models.embedding)
         embed_params = emb.params if emb else 22_713_216
         out: dict[str, dict] = {}
-        for name in ORDER:
-            r = self.results.get(name, {})
+        endpoint_base = spec.models.is_endpoint(self.base_model or "")
+        for e in catalogue.entries():
+            r = self.results.get(e.name, {})
             if r.get("status") != "ok":
                 continue
-            u = r.get("usage", {})
-            kw: dict[str, Any] = dict(
-                kind=name, n_params=n_params, prompt_tokens=u.get("prompt_tokens_mean", 0),
-                output_tokens=u.get("output_tokens_mean", 0), requests_per_month=rpm, hw=hw, **shape,
-            )
-            if name == "baseline":
-                kw.update(embed_params=embed_params, train_tokens=u.get("train_tokens", 0))
-            elif name == "rag":
-                kw.update(index_seconds=r.get("timings", {}).get("index", 0.0), embed_params=embed_params,
-                          query_tokens=u.get("query_tokens_mean", 0), corpus_tokens=u.get("corpus_tokens", 0))
-            if name in ("prompting", "rag") and spec.models.is_endpoint(self.base_model or ""):
+            u = Usage.from_dict(r.get("usage"))
+            if endpoint_base and e.model == "base" and e.cost_kind in ("prompting", "rag"):
                 from .estimate import endpoint_rows
 
-                base = self.base_model
-                rows = endpoint_rows(spec, base, self._endpoint_facts(base), kw["prompt_tokens"],
-                                     kw["prompt_tokens"], kw["output_tokens"], hw)
-                out[name] = {**rows["rag" if name == "rag" else "prompting"], "kind": name}
+                p = u.prompt_tokens_mean
+                rows = endpoint_rows(spec, self.base_model, self._endpoint_facts(self.base_model), p, p,
+                                     u.output_tokens_mean, hw)
+                out[e.name] = {**rows[e.cost_kind], "kind": e.name}
                 continue
-            elif name == "finetune":
-                kw.update(train_tokens=u.get("train_tokens_total", 0), trainable_params=u.get("trainable_params", 0),
-                          measured_train_seconds=u.get("train_seconds"), measured_device=u.get("device_hardware"),
-                          measured_load_per_core=u.get("cpu_load_per_core"),
-                          train_seq_len=u.get("train_seq_len"), train_batch=spec.finetune.batch_size)
-            out[name] = cost.estimate_pipeline_cost(**kw)
+            out[e.name] = cost.estimate_pipeline_cost(
+                kind=e.cost_kind, n_params=n_params, prompt_tokens=u.prompt_tokens_mean,
+                output_tokens=u.output_tokens_mean, requests_per_month=rpm, hw=hw,
+                embed_params=embed_params, train_batch=spec.finetune.batch_size, **shape,
+                **e.cost_inputs(u, r.get("timings", {})),
+            )
         full = None
         ft = self.results.get("finetune", {})
-        train_tokens = ft.get("usage", {}).get("train_tokens_total") or self._planned_train_tokens()
+        train_tokens = Usage.from_dict(ft.get("usage")).train_tokens_total or self._planned_train_tokens()
         if train_tokens and n_params:
             full = cost.estimate_pipeline_cost(
                 kind="full_finetune", n_params=n_params,
@@ -693,9 +541,9 @@ class Assessment:
     def _serving_prompt_tokens(self) -> float:
         """A fine-tuned model is served with the zero-shot prompt (no demos, no passages)."""
         for name in ("finetune", "prompting"):
-            u = self.results.get(name, {}).get("usage", {})
-            if u.get("prompt_tokens_mean"):
-                return u["prompt_tokens_mean"]
+            u = Usage.from_dict(self.results.get(name, {}).get("usage"))
+            if u.prompt_tokens_mean:
+                return u.prompt_tokens_mean
         return 0.0
 
     def _planned_train_tokens(self) -> int:
@@ -709,7 +557,7 @@ class Assessment:
         spec, data = self.spec, self.data
         device = next((llm.device for llm, _ in self._llms.values()), None)
         pipes = {}
-        for name in ORDER:
+        for name in catalogue.names():
             r = dict(self.results.get(name, self._skip("not run")))
             r.pop("predictions", None)
             r["reused"] = store.status.get(name) == "reused"
@@ -749,30 +597,9 @@ class Assessment:
         }
         return report
 
-    def write(self, report: dict) -> None:
-        from .report import files
-
-        for name in ORDER:
-            r = self.results.get(name, {})
-            if r.get("predictions"):
-                lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in r["predictions"])
-                atomic_write_text(self.out_dir / "predictions" / f"{name}.jsonl", redact(lines))
-        self._remove_stale_outputs()
-        files.write_all(report, self.out_dir)
-
-    def _remove_stale_outputs(self) -> None:
-        """A reused run folder keeps no output of an earlier run that this run did not produce
-        (predictions, failure logs, an adapter): beside the new report they would read as its own.
-        stages/ stays: it is the keyed cache resume relies on, never shown as a result."""
-        for name in ORDER:
-            r = self.results.get(name, {})
-            if not r.get("predictions"):
-                (self.out_dir / "predictions" / f"{name}.jsonl").unlink(missing_ok=True)
-            if r.get("status") != "failed":
-                (self.out_dir / "logs" / f"{name}.log").unlink(missing_ok=True)
-        if self.results.get("finetune", {}).get("status") != "ok" and (self.out_dir / "adapter").exists():
-            shutil.rmtree(self.out_dir / "adapter", ignore_errors=True)
-            (self.out_dir / "stages" / "finetune.json").unlink(missing_ok=True)  # its artifact is gone
+    def predictions(self) -> dict[str, list[dict]]:
+        """Each scored pipeline's per-item rows (predictions/<name>.jsonl), for the caller to write."""
+        return {name: r["predictions"] for name, r in self.results.items() if r.get("predictions")}
 
     # ------------------------------------------------------------------ the LLM judge
     def run_judge(self) -> None:
@@ -795,7 +622,7 @@ class Assessment:
         reference = jspec.reference or "exact_match"
         rules = self.spec.format_rules()
         docs = {d.id: d.text for d in (self.data.corpus or [])}
-        for name in ORDER:
+        for name in catalogue.names():
             r = self.results.get(name, {})
             if r.get("status") != "ok" or not r.get("predictions"):
                 continue

@@ -11,11 +11,11 @@ is published, the fine-tune is set beside the cost of pretraining it (6·N·D).
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import cost
+from . import catalogue, cost
+from .catalogue import TokenCounts
 from .data import TaskData
 from .errors import AdvisorError
 from .model_facts import ModelFacts, model_facts
@@ -30,21 +30,6 @@ def _mean_tokens(tok, texts: list[str]) -> float:
     if not texts:
         return 0.0
     return statistics.fmean(len(x) for x in tok(texts, add_special_tokens=False)["input_ids"])
-
-
-@dataclass
-class TokenCounts:
-    """Mean tokens of what each pipeline sends, under one tokenizer."""
-
-    zero: float
-    few: float
-    output: float
-    input_only: float
-    train_input: float
-    rag_prompt: float | None
-    corpus_tokens: float
-    train_per_example: float
-    train_tokens: float
 
 
 def _tokenizer(name: str, facts: ModelFacts | None, explicit: str | None, trust_remote_code: bool):
@@ -73,7 +58,7 @@ def _tokenizer(name: str, facts: ModelFacts | None, explicit: str | None, trust_
 
 
 def _counts(spec: TaskSpec, data: TaskData, tok) -> TokenCounts:
-    from pipelines.prompting import build_messages, pick_demos, split_dev
+    from pipelines.prompts import build_messages, pick_demos, split_dev
 
     sample = data.eval.examples[:64]
     labels = data.labels
@@ -144,25 +129,22 @@ def _local_rows(spec: TaskSpec, data: TaskData, facts: ModelFacts, c: TokenCount
                   output_tokens=c.output, **shape)
     emb = BUNDLED.get(spec.models.embedding)
     rows: dict[str, dict] = {}
-    if spec.type == "classification" and train:
-        # no LLM: the embedder reads each input once (the LLM's tokenizer stands in for its own)
-        rows["baseline"] = cost.estimate_pipeline_cost(
-            kind="baseline", prompt_tokens=c.input_only, train_tokens=c.train_input,
-            embed_params=emb.params if emb else 0, **{**common, "output_tokens": 0},
-        )
-    rows["prompting"] = cost.estimate_pipeline_cost(kind="prompting", prompt_tokens=max(c.zero, c.few), **common)
-    if c.rag_prompt is not None:
-        rows["rag"] = cost.estimate_pipeline_cost(
-            kind="rag", prompt_tokens=c.rag_prompt, corpus_tokens=c.corpus_tokens,
-            embed_params=emb.params if emb else 0, query_tokens=c.input_only, **common,
-        )
-    if train:
-        for kind in ("finetune", "full_finetune"):
-            rows[kind] = cost.estimate_pipeline_cost(
-                kind=kind, prompt_tokens=c.zero, train_tokens=c.train_tokens, train_seq_len=int(c.train_per_example),
-                train_batch=spec.finetune.batch_size, **common,
-            )
-            rows[kind]["train_tokens"] = c.train_tokens
+    # every pipeline of the catalogue that applies to this task's data (a situation without results:
+    # a gated step is estimated, since the dry run cannot know whether the cheaper ones will do)
+    sit = catalogue.Situation(spec, data, finetune_base="local")
+    for e in catalogue.entries():
+        why = e.applies(sit) if not e.gated else e.missing_data(bool(train), bool(data.corpus))
+        kw = e.estimate_inputs(c, spec) if why is None else None
+        if kw is None:
+            continue
+        rows[e.name] = cost.estimate_pipeline_cost(kind=e.cost_kind, embed_params=emb.params if emb else 0,
+                                                   **{**common, **kw})
+        if "train_tokens" in kw and e.gated:
+            rows[e.name]["train_tokens"] = kw["train_tokens"]
+    ft = catalogue.FINETUNE.estimate_inputs(c, spec) if train else None
+    if ft:  # the contrast: the same training with every weight trainable (6·N·D, more memory)
+        rows["full_finetune"] = cost.estimate_pipeline_cost(kind="full_finetune", **{**common, **ft})
+        rows["full_finetune"]["train_tokens"] = ft["train_tokens"]
     return rows
 
 

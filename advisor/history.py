@@ -331,11 +331,10 @@ def runs(db: str | Path | sqlite3.Connection, limit: int | None = None) -> list[
     return [dict(zip(keys, r)) for r in reversed(rows)]
 
 
-PIPELINE_ORDER = ("baseline", "prompting", "constrained", "rag", "finetune")
-
-
 def _order(name: str) -> tuple[int, str]:
-    return (PIPELINE_ORDER.index(name) if name in PIPELINE_ORDER else len(PIPELINE_ORDER), name)
+    from . import catalogue
+
+    return (catalogue.rank(name), name)
 
 
 @dataclass

@@ -111,7 +111,7 @@ class JudgeCache:
             return None
 
     def put(self, key: str, reply: str) -> None:
-        from .stages import atomic_write_json
+        from .atomic import atomic_write_json
 
         atomic_write_json(self._path(key), {"reply": reply})
 

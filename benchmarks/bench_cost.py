@@ -42,7 +42,7 @@ def _real_tokens(usage: dict) -> int:
 
 def run(quick: bool) -> dict:
     from advisor import cost
-    from pipelines.prompting import build_messages
+    from pipelines.prompts import build_messages
     from pipelines.training import encode_pairs
 
     short, long = (3, 9) if quick else (6, 18)

@@ -88,7 +88,7 @@ def run_trainer(spec, data, m, same_batches: bool = False) -> dict:
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    from pipelines.prompting import build_messages
+    from pipelines.prompts import build_messages
     from pipelines.training import IGNORE, batch_stream, encode_pairs, lora_targets, split_val
 
     ft = spec.finetune

@@ -19,7 +19,7 @@ def _compare(task: str, n: int) -> dict:
     """Label scoring vs generation + extraction on the first n test items of a benchmark task."""
     from advisor.metrics import score
     from pipelines.generation import Generator, answer
-    from pipelines.prompting import build_messages
+    from pipelines.prompts import build_messages
 
     spec, data = load_task(task)
     labels = data.labels

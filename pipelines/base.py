@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from advisor.usage import Usage
+
 if TYPE_CHECKING:  # pragma: no cover
     from advisor.data import Example, TaskData
     from advisor.models import LoadedLLM
@@ -43,7 +45,7 @@ class Prediction:
 class PipelineOutput:
     predictions: list[Prediction]
     timings: dict[str, float] = field(default_factory=dict)  # seconds
-    usage: dict[str, Any] = field(default_factory=dict)  # tokens per request, peak memory, ...
+    usage: Usage = field(default_factory=Usage)
     details: dict[str, Any] = field(default_factory=dict)  # pipeline-specific (retrieval, loss curve)
     notes: list[str] = field(default_factory=list)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 
-from .base import PipelineOutput, Prediction, RunContext, SkipPipeline
+from .base import PipelineOutput, Prediction, RunContext, SkipPipeline, Usage
 
 
 def embed(model, texts: list[str], progress, desc: str, batch_size: int = 64):
@@ -89,8 +89,8 @@ class BaselinePipeline:
             preds,
             timings={"embed_train": round(self.embed_seconds, 3), "fit": round(self.fit_seconds, 3),
                      "predict": round(secs, 3)},
-            usage={"prompt_tokens_mean": sum(p.prompt_tokens for p in preds) / n, "output_tokens_mean": 0,
-                   "train_tokens": self.train_tokens, "seconds_per_request": secs / n},
+            usage=Usage(prompt_tokens_mean=sum(p.prompt_tokens for p in preds) / n, output_tokens_mean=0,
+                        train_tokens=self.train_tokens, extra={"seconds_per_request": secs / n}),
             details={"classifier": self.choice, "cv_accuracy": self.cv, "embedding": self.ctx.spec.models.embedding},
             notes=notes,
         )

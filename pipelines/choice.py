@@ -176,13 +176,11 @@ def load_choice(key: str, home: Path | None = None) -> RaceResult | None:
 
 
 def save_choice(key: str, result: RaceResult, home: Path | None = None) -> None:
-    """Written to a temporary name and renamed: a killed run never leaves half a file."""
-    d = _cache_dir(home)
+    """Written whole or not at all (advisor.atomic): a killed run never leaves half a file."""
+    from advisor.atomic import atomic_write_json
+
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({**result.to_dict(), "reused": False}, indent=1))
-        tmp.replace(d / f"{key}.json")
+        atomic_write_json(_cache_dir(home) / f"{key}.json", {**result.to_dict(), "reused": False})
     except OSError:  # a read-only home only costs the reuse
         pass
 

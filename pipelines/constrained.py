@@ -150,7 +150,7 @@ class ConstrainedPipeline(PromptingPipeline):
         super().prepare(ctx)
 
     def _run(self, examples, demos, desc: str) -> list[Prediction]:
-        from .prompting import build_messages
+        from .prompts import build_messages
 
         spec = self.ctx.spec
         prompts = [build_messages(spec, self.labels, e.input, demos=demos) for e in examples]

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from advisor.atomic import atomic_write_json
+
 ONNX_VERSION = 1  # bump when the export changes
 BATCH = 32  # ONNX Runtime, 2 cores: 32 a little faster than 64 or 128 (issue 15 note)
 PROBE_TEXTS = 64
@@ -177,7 +179,7 @@ def fast_encoder(st_model: Any, name: str, model_dir: str, home: Path, device: s
     except (OSError, ValueError):
         probe = _probe(st_model, enc)
         try:
-            probe_file.write_text(json.dumps(probe))
+            atomic_write_json(probe_file, probe)
         except OSError:
             pass
     return enc if probe.get("onnx_faster") else st_model

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from advisor.atomic import atomic_write_json
 from advisor.errors import AdvisorError
 
 from .base import ProgressFn, no_progress
@@ -173,10 +174,7 @@ class EndpointClient:
         p = self._cache_path(key)
         if p is None:
             return
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(f".tmp-{os.getpid()}-{threading.get_ident()}")
-        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, p)
+        atomic_write_json(p, data)
 
     # ---------------------------------------------------------------- requests
     def chat(self, messages: Messages, *, max_tokens: int = 64, top_logprobs: int = 0) -> ChatResponse:

@@ -55,9 +55,9 @@ from typing import TYPE_CHECKING, Any
 
 from advisor.metrics import demo_answer
 
-from .base import PipelineOutput, RunContext, SkipPipeline
+from .base import PipelineOutput, RunContext, SkipPipeline, Usage
 from .generation import Generator, answer
-from .prompting import build_messages
+from .prompts import build_messages
 from .training import (
     Encoded,
     TrainingDiverged,
@@ -412,7 +412,7 @@ class FinetunePipeline:
         usage = {**self.usage, "prompt_tokens_mean": sum(p.prompt_tokens for p in preds) / n,
                  "output_tokens_mean": sum(p.output_tokens for p in preds) / n}
         return PipelineOutput(preds, timings={**self.timings, "load_adapter": round(load_s, 3), "predict": round(secs, 3)},
-                              usage=usage, details=dict(self.details), notes=list(self.notes))
+                              usage=Usage.from_dict(usage), details=dict(self.details), notes=list(self.notes))
 
 
 def _load_per_core() -> float | None:

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Sequence
 
 from langchain_core.runnables import RunnableLambda
 
-from .base import PipelineOutput, Prediction, RunContext, SkipPipeline
+from .base import PipelineOutput, Prediction, RunContext, SkipPipeline, Usage
 from .generation import answer
-from .prompting import split_dev
+from .prompts import split_dev
 from .rag_index import (
     BatchedExampleSelector,
     IndexInfo,
@@ -333,13 +333,13 @@ class RagPipeline:
                 "predict": round(batch["generate_seconds"], 3),
                 "chain": round(total, 3),
             },
-            usage={
-                "prompt_tokens_mean": sum(p.prompt_tokens for p in preds) / n,
-                "output_tokens_mean": sum(p.output_tokens for p in preds) / n,
-                "query_tokens_mean": sum(qtok) / max(1, len(qtok)),
-                "corpus_tokens": self.corpus_tokens,
-                "index_chunks": sum(i.chunks for i in self.index.values()),
-            },
+            usage=Usage(
+                prompt_tokens_mean=sum(p.prompt_tokens for p in preds) / n,
+                output_tokens_mean=sum(p.output_tokens for p in preds) / n,
+                query_tokens_mean=sum(qtok) / max(1, len(qtok)),
+                corpus_tokens=self.corpus_tokens,
+                extra={"index_chunks": sum(i.chunks for i in self.index.values())},
+            ),
             details={
                 "mode": self.mode, "k": self.k, "embedding": self.spec.models.embedding,
                 "embedding_backend": self.embed_backend,

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from langchain_core.output_parsers import BaseOutputParser
 
-from .prompting import build_messages, format_context
+from .prompts import build_messages, format_context
 
 DEV_MIN = 8  # fewer held-out train items than this: keep the default prompt
 

@@ -257,21 +257,16 @@ def linear_warmup_decay(warmup: int, total: int):
 # ------------------------------------------------------------------------------------ device
 
 # substrings of torch.cuda.get_device_name() -> advisor.cost.HARDWARE names
-_CARDS = (("H100", "H100"), ("H200", "H100"), ("GH200", "H100"), ("A100", "A100-80GB"), ("L40S", "L40S"),
-          ("L4", "L4"), ("A10G", "A10G"), ("A10", "A10G"), ("T4", "T4"))
-
-
 def hardware_name(device: str) -> tuple[str | None, str]:
     """(cost-table name or None when unknown, the device's own name)."""
     if not str(device).startswith("cuda"):
         return "CPU", "CPU"
     import torch
 
+    from advisor.cost import hardware_for_device
+
     name = torch.cuda.get_device_name(torch.device(device))
-    for key, table in _CARDS:
-        if key in name.upper():
-            return table, name
-    return None, name
+    return hardware_for_device(name), name
 
 
 def reset_peak_memory(device: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from advisor import bench, history, regression
+from advisor import bench, history, regression, run_folder
 from advisor.cli import app
 from advisor.engine import Assessment
 from advisor.errors import AdvisorError
@@ -62,6 +62,8 @@ def fake_run(self: Assessment) -> dict:
 def fake_assess(monkeypatch):
     CALLS.clear()
     monkeypatch.setattr(Assessment, "run", fake_run)
+    # the fake report is not a whole report: the run folder's files are not what these tests check
+    monkeypatch.setattr(run_folder, "write_outputs", lambda out_dir, report, predictions: None)
     return CALLS
 
 

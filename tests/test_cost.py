@@ -330,3 +330,31 @@ def test_lora_flops_wording_says_what_4nd_assumes():
     doc = cost.__doc__
     assert "2/3 of full fine-tuning cost" not in doc  # Hu et al. report a ~25 % speed-up, not 2/3
     assert "~25 %" in doc and "activation gradients" in doc and "no weight gradients" in doc
+
+
+@pytest.mark.parametrize("cuda_name, row", [
+    ("NVIDIA H200", "H200"),  # was priced as an H100 (the training module kept its own card list)
+    ("NVIDIA GH200 480GB", "H100"),  # Grace Hopper: an H100-class GPU, not an H200
+    ("NVIDIA H100 80GB HBM3", "H100"),
+    ("NVIDIA A100-SXM4-80GB", "A100-80GB"),
+    ("NVIDIA L40S", "L40S"),
+    ("NVIDIA L4", "L4"),
+    ("NVIDIA A10G", "A10G"),
+    ("NVIDIA A10", None),  # 125 TFLOP/s bf16: not an A10G (~70); unknown rather than mispriced
+    ("Tesla T4", "T4"),
+    ("NVIDIA GeForce RTX 4090", None),
+])
+def test_a_cuda_device_name_maps_to_its_own_row_of_the_one_gpu_table(cuda_name, row):
+    assert cost.hardware_for_device(cuda_name) == row
+    if row is not None:
+        assert row in cost.HARDWARE
+
+
+def test_usage_record_round_trips_report_json_keys():
+    from advisor.usage import Usage
+
+    stored = {"prompt_tokens_mean": 12.5, "output_tokens_mean": 3.0, "train_tokens_total": 900,
+              "trainable_params": 4096, "steps": 7, "lr": 3e-4}
+    u = Usage.from_dict(stored)
+    assert (u.train_tokens_total, u.trainable_params, u.extra) == (900, 4096, {"steps": 7, "lr": 3e-4})
+    assert u.to_dict() == stored  # report.json keeps the same keys, nothing added or renamed

@@ -159,7 +159,7 @@ def test_shared_prefix_stops_at_the_prompt(smollm):
 def test_packing_around_the_shared_prefix_gives_the_padded_loss_and_gradients(tiny_llm, write, attn):
     import torch
 
-    from pipelines.prompting import build_messages
+    from pipelines.prompts import build_messages
     from pipelines.training import answer_loss_sum
 
     spec, data = make_task(write)
@@ -326,7 +326,7 @@ def test_micro_batches_accumulate_to_the_same_gradient_as_one_batch(tiny_llm, wr
     from peft import LoraConfig, get_peft_model
 
     from pipelines.finetune import FinetunePipeline
-    from pipelines.prompting import build_messages
+    from pipelines.prompts import build_messages
 
     spec, data = make_task(write)
     tok = tiny_llm.tokenizer
@@ -386,7 +386,7 @@ def test_twenty_steps_learn_a_made_up_format_and_the_adapter_reloads(smollm, gen
     from advisor.metrics import score
     from pipelines.finetune import FinetunePipeline
     from pipelines.generation import answer
-    from pipelines.prompting import build_messages
+    from pipelines.prompts import build_messages
 
     spec, data = make_task(write, n_train=32, n_eval=12,
                            finetune="max_steps: 20, lr: 0.001, batch_size: 8, val_fraction: 0, targets: all-linear")

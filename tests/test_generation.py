@@ -4,7 +4,7 @@ log-likelihood computed the slow way (full sequence per label, no cache)."""
 import pytest
 
 from pipelines.generation import Generator, answer, length_batches
-from pipelines.prompting import build_messages
+from pipelines.prompts import build_messages
 
 
 def test_length_batches_bounds_count_and_tokens():

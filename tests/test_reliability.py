@@ -96,7 +96,7 @@ def test_out_refuses_someone_elses_folder_and_another_tasks_run(tmp_path, monkey
 
 
 def test_out_accepts_an_empty_folder_and_its_own_runs_and_marks_them(tmp_path):
-    from advisor.engine import claim_run_dir
+    from advisor.run_folder import claim_run_dir
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -109,7 +109,7 @@ def test_out_accepts_an_empty_folder_and_its_own_runs_and_marks_them(tmp_path):
 
 
 def test_a_reused_run_folder_keeps_no_output_of_the_earlier_run(tmp_path):
-    from advisor import spec
+    from advisor import run_folder, spec
     from advisor.engine import Assessment
 
     run = tmp_path / "run"
@@ -121,7 +121,7 @@ def test_a_reused_run_folder_keeps_no_output_of_the_earlier_run(tmp_path):
     a.results = {"baseline": {"status": "ok", "predictions": [{"id": 1}]}, "prompting": {"status": "ok"},
                  "rag": {"status": "ok", "predictions": [{"id": 1}]}, "finetune": {"status": "skipped"}}
     (run / "predictions" / "baseline.jsonl").write_text("new")
-    a._remove_stale_outputs()
+    run_folder.remove_stale_outputs(run, {n: r["status"] for n, r in a.results.items()}, set(a.predictions()))
     left = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
     assert left == ["predictions/baseline.jsonl", "predictions/rag.jsonl", "stages/prompting.json"]
 
@@ -130,7 +130,7 @@ def test_run_folder_names_are_unique_within_one_second(tmp_path):
     """Before: runs/<task>-<YYYYmmdd-HHMMSS> only, so two runs started in the same second shared it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from advisor.engine import default_out_dir
+    from advisor.run_folder import default_out_dir
 
     with ThreadPoolExecutor(8) as pool:
         made = list(pool.map(lambda _: default_out_dir("tiny", tmp_path / "runs"), range(8)))

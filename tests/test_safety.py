@@ -155,13 +155,13 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path, monkeypatch, no_wor
 
 
 def test_full_disk_is_refused_before_any_work(tmp_path, monkeypatch, no_work):
-    import advisor.engine as engine
+    import advisor.run_folder as run_folder
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "eval.jsonl").write_text(jsonl(ROWS))
     (tmp_path / "task.yaml").write_text(TASK)
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(engine.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 3_000_000, 3_000_000))
+    monkeypatch.setattr(run_folder.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 3_000_000, 3_000_000))
     result = CliRunner().invoke(app, ["assess", "task.yaml", "--out", "runs/new"])
     assert result.exit_code == 2
     assert result.stderr == ("error: runs/new: only 3 MB free on its disk (a run needs ~50 MB); free some space or "

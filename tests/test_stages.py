@@ -6,7 +6,8 @@ import os
 import stat
 
 from advisor import stages
-from advisor.stages import StageStore, atomic_write_json, previous_runs, stage_key
+from advisor.atomic import atomic_write_json
+from advisor.stages import StageStore, previous_runs, stage_key
 
 BASE = {"spec": {"type": "classification", "prompting": {"shots": 4}}, "data": {"eval": "abc"}, "model": "m"}
 

@@ -10,10 +10,21 @@ import html
 import json
 from pathlib import Path
 
+from .. import catalogue
 from ..environment import redact, shown
-from ..stages import atomic_write_text
+from ..atomic import atomic_write_text
 
-NAMES = {"baseline": "Classical baseline", "prompting": "Prompting", "constrained": "Constrained decoding", "rag": "RAG", "finetune": "LoRA fine-tune"}
+
+
+def title(name: str | None) -> str | None:
+    """A pipeline's title from the catalogue (the name itself for one it does not know)."""
+    return catalogue.title(name) if name else name
+
+
+def order(pipelines: dict) -> list[str]:
+    """Pipelines of a report in workflow order: the catalogue's, then any it does not know."""
+    known = catalogue.names()
+    return [n for n in known if n in pipelines] + [n for n in pipelines if n not in known]
 
 
 def recommendation_title(rec: dict) -> str:
@@ -22,8 +33,8 @@ def recommendation_title(rec: dict) -> str:
     choice, verdict = rec.get("choice", "none"), rec.get("verdict")
     if choice == "none":
         best = rec.get("best")
-        return "none: no pipeline is even likely to meet the target" + (f" (best: {NAMES.get(best, best)})" if best else "")
-    name = NAMES.get(choice, choice)
+        return "none: no pipeline is even likely to meet the target" + (f" (best: {title(best)})" if best else "")
+    name = title(choice)
     return f"{name} — {verdict}" if verdict in ("confirmed", "provisional") else name
 
 
@@ -128,7 +139,7 @@ def to_markdown(report: dict) -> str:
         ci_txt = f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "—"
         note = p.get("reason", "") if p["status"] != "ok" else ("reused" if p.get("reused") else "")
         lines.append(
-            f"| {NAMES.get(name, name)} | {p['status']} | {fmt(p.get('score'))} | {ci_txt} | {p.get('n', '—')} | "
+            f"| {title(name)} | {p['status']} | {fmt(p.get('score'))} | {ci_txt} | {p.get('n', '—')} | "
             f"{fmt_usd(c.get('setup_usd'))} | {fmt_usd(c.get('usd_per_1k_requests'))} | "
             f"{fmt_usd(c.get('monthly_usd'))} | {note} |"
         )
@@ -204,7 +215,7 @@ def quality_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for name, p in pipes.items():
         m, j = p.get("metrics") or {}, p.get("judge") or {}
-        row = [NAMES.get(name, name), *(fmt(m.get(c)) for c in checks)]
+        row = [title(name), *(fmt(m.get(c)) for c in checks)]
         if judged:
             ci = j.get("ci")
             row += [fmt(j.get("score")), f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "—",

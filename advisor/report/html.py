@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..environment import shown
-from .files import NAMES, fmt, fmt_sig, fmt_usd, judge_cost_line, quality_rows, recommendation_title, training_time_line
+from .files import fmt, fmt_sig, fmt_usd, judge_cost_line, order, quality_rows, recommendation_title, title, training_time_line
 
-ORDER = ("baseline", "prompting", "constrained", "rag", "finetune")
 WIDE_LABELS = 8
 STATUS_CLASS = {"ok": "ok", "skipped": "skip", "failed": "fail"}
 
@@ -138,9 +137,8 @@ def _plots(report: dict, predictions: dict[str, list[dict]]) -> list[str]:
 
     t = report.get("task", {})
     metric, target = t.get("metric", "score"), t.get("target")
-    pipes = {n: report.get("pipelines", {}).get(n, {"status": "not run"}) for n in ORDER
-             if n in report.get("pipelines", {})}
-    pipes.update({n: p for n, p in report.get("pipelines", {}).items() if n not in pipes})
+    given = report.get("pipelines", {})
+    pipes = {n: given[n] for n in order(given)}
     out = [
         _img(plots.score_with_ci(pipes, metric, target), f"{metric} with 95% CI per pipeline",
              f"<b>{e(metric)}</b> per pipeline with its 95% confidence interval; the dashed line is the target. "
@@ -162,9 +160,9 @@ def _plots(report: dict, predictions: dict[str, list[dict]]) -> list[str]:
             best = max(counts, key=lambda n: pipes[n].get("score") or 0)
         if best in counts:
             pairs = [(g, _predicted(r)) for r in predictions[best] if (g := _gold(r)) is not None]
-            out.append(_img(plots.confusion_matrix(labels, pairs, f"{NAMES.get(best, best)}: gold vs predicted"),
+            out.append(_img(plots.confusion_matrix(labels, pairs, f"{title(best)}: gold vs predicted"),
                             f"confusion matrix of {best}",
-                            f"Confusion matrix of <b>{e(NAMES.get(best, best))}</b> (rows: gold label, columns: "
+                            f"Confusion matrix of <b>{e(title(best))}</b> (rows: gold label, columns: "
                             "prediction).", "confusion", wide))
     ft = pipes.get("finetune") or {}
     curve = (ft.get("details") or {}).get("loss_curve")
@@ -219,7 +217,7 @@ def _pipeline_rows(report: dict) -> Iterable[str]:
         if name == choice:
             tags.append('<span class="tag pick">recommended</span>')
         secs = (p.get("timings") or {}).get("total")
-        head = (f'<tr class="{"chosen" if name == choice else ""}"><th scope="row"><span class="nm">{e(NAMES.get(name, name))}</span> '
+        head = (f'<tr class="{"chosen" if name == choice else ""}"><th scope="row"><span class="nm">{e(title(name))}</span> '
                 f'{"".join(tags)}</th>'
                 f'<td><span class="pill {STATUS_CLASS.get(status, "")}">{e(status)}</span></td>')
         if status != "ok":  # nothing to measure: the reason gets the whole row
@@ -243,18 +241,18 @@ def _recommendation(report: dict) -> str:
     t = report["task"]
     choice = rec.get("choice", "none")
     kind = "ok" if rec.get("meets_target") else ("short" if choice != "none" else "none")
-    title = recommendation_title(rec)
+    headline = recommendation_title(rec)
     parts = [
         f'<section id="recommendation" class="rec {kind}">',
         f'<div class="rec-head"><span class="eyebrow">Recommendation for {e(t["name"])} '
         f'({e(t.get("metric"))} ≥ {e(t.get("target"))})</span>',
-        f'<h2 id="recommendation-choice" data-choice="{e(choice)}">{e(title)}</h2></div>',
+        f'<h2 id="recommendation-choice" data-choice="{e(choice)}">{e(headline)}</h2></div>',
     ]
     if rec.get("reasons"):
         parts.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in rec["reasons"]) + "</ul>")
     if rec.get("why_not"):
         parts.append("<h3>Why not the others</h3><ul>" + "".join(
-            f"<li><b>{e(NAMES.get(k, k))}</b>: {e(v)}</li>" for k, v in rec["why_not"].items()) + "</ul>")
+            f"<li><b>{e(title(k))}</b>: {e(v)}</li>" for k, v in rec["why_not"].items()) + "</ul>")
     if rec.get("next_steps"):
         parts.append("<h3>Next steps</h3><ul>" + "".join(f"<li>{e(s)}</li>" for s in rec["next_steps"]) + "</ul>")
     parts.append("</section>")
@@ -283,8 +281,8 @@ def _comparisons(report: dict) -> str:
     rows = []
     for c in comps:
         rows.append(
-            f"<tr><td>{e(NAMES.get(c.get('a_name'), c.get('a_name')))}</td>"
-            f"<td>{e(NAMES.get(c.get('b_name'), c.get('b_name')))}</td>"
+            f"<tr><td>{e(title(c.get('a_name')))}</td>"
+            f"<td>{e(title(c.get('b_name')))}</td>"
             f"<td class='num'>{c.get('diff', 0):+.3f}</td><td class='num'>{e(_ci(c.get('ci')))}</td>"
             f"<td class='num'>{e(_p(c.get('p_value')))}</td><td class='num'>{e(_p(c.get('p_holm')))}</td>"
             f"<td>{e(c.get('test'))}</td>"

@@ -12,8 +12,9 @@ import io
 import math
 from typing import Any, Sequence
 
-NAMES = {"baseline": "Classical baseline", "prompting": "Prompting", "constrained": "Constrained decoding", "rag": "RAG", "finetune": "LoRA fine-tune"}
-COLOURS = {"baseline": "#6b7280", "prompting": "#2563eb", "constrained": "#7c3aed", "rag": "#ea7a0c", "finetune": "#16a34a"}
+from .. import catalogue
+from .files import title
+
 TARGET_COLOUR = "#dc2626"
 DPI = 110
 
@@ -58,7 +59,7 @@ def score_with_ci(pipelines: dict[str, dict], metric: str, target: float | None)
     for y, name in zip(ys, names):
         p = pipelines[name]
         s = p.get("score")
-        colour = COLOURS.get(name, "#374151")
+        colour = catalogue.colour(name)
         if p.get("status") == "ok" and _finite(s):
             ci = p.get("ci")
             if ci and _finite(ci[0]) and _finite(ci[1]):
@@ -75,7 +76,7 @@ def score_with_ci(pipelines: dict[str, dict], metric: str, target: float | None)
         ax.axvline(target, color=TARGET_COLOUR, linestyle="--", linewidth=1.4)
         ax.text(target, 1.0, f" target {target:g}", color=TARGET_COLOUR, fontsize=8.5, va="bottom",
                 transform=ax.get_xaxis_transform())
-    ax.set_yticks(ys, [NAMES.get(n, n) for n in names])
+    ax.set_yticks(ys, [title(n) for n in names])
     ax.set_ylim(-0.6, len(names) - 0.4)
     ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"{metric} (95% CI)", fontsize=9)
@@ -100,7 +101,7 @@ def quality_vs_cost(pipelines: dict[str, dict], metric: str, target: float | Non
     lo_c, hi_c = min(costs), max(costs)
     placed: list[tuple[float, float]] = []
     for name, c, s, ci in pts:
-        colour = COLOURS.get(name, "#374151")
+        colour = catalogue.colour(name)
         if ci and _finite(ci[0]) and _finite(ci[1]):
             ax.errorbar([c], [s], yerr=[[max(0.0, s - ci[0])], [max(0.0, ci[1] - s)]], fmt="o", color=colour,
                         capsize=4, markersize=8, elinewidth=1.8)
@@ -114,7 +115,7 @@ def quality_vs_cost(pipelines: dict[str, dict], metric: str, target: float | Non
         crowded = sum(1 for px, py in placed if abs(px - fx) < 0.15 and abs(py - s) < 0.12)
         placed.append((fx, s))
         offset = [(8, 6), (8, -14), (-8, 6), (-8, -14)][crowded % 4]
-        ax.annotate(NAMES.get(name, name), (c, s), textcoords="offset points", xytext=offset, fontsize=8.5,
+        ax.annotate(title(name), (c, s), textcoords="offset points", xytext=offset, fontsize=8.5,
                     color=colour, ha="left" if offset[0] > 0 else "right",
                     bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
     if _finite(target):
@@ -174,7 +175,7 @@ def per_label_accuracy(labels: Sequence[str], per_pipeline: dict[str, dict[str, 
         for j, p in enumerate(pipes):
             xs = [i + (j - (len(pipes) - 1) / 2) * height for i in range(len(labels))]
             accs = [(lambda r, n: r / n if n else 0.0)(*per_pipeline[p].get(lab, (0, 0))) for lab in labels]
-            ax.bar(xs, accs, width=height * 0.92, color=COLOURS.get(p, "#374151"), label=NAMES.get(p, p))
+            ax.bar(xs, accs, width=height * 0.92, color=catalogue.colour(p), label=title(p))
         ax.set_xticks(range(len(labels)), [f"{lab} ({counts[lab]})" for lab in labels], rotation=40, ha="right",
                       fontsize=8)
         ax.set_ylim(0, 1.0)
@@ -191,7 +192,7 @@ def per_label_accuracy(labels: Sequence[str], per_pipeline: dict[str, dict[str, 
             right, n = per_pipeline[p].get(lab, (0, 0))
             accs.append(right / n if n else 0.0)
             ys.append(len(labels) - 1 - i + (len(pipes) - 1 - j - (len(pipes) - 1) / 2) * height)
-        ax.barh(ys, accs, height=height * 0.92, color=COLOURS.get(p, "#374151"), label=NAMES.get(p, p))
+        ax.barh(ys, accs, height=height * 0.92, color=catalogue.colour(p), label=title(p))
     ax.set_yticks(range(len(labels))[::-1], [f"{lab} (n={counts[lab]})" for lab in labels], fontsize=8)
     ax.set_xlim(0, 1.0)
     ax.set_xlabel("accuracy on items with this gold label", fontsize=9)
@@ -244,7 +245,7 @@ def retrieval_recall(points: Sequence[tuple[int, float]], k_used: int | None, la
     ax = fig.add_subplot()
     _style(ax)
     ks, rs = zip(*pts)
-    ax.plot(ks, rs, marker="o", color=COLOURS["rag"], linewidth=2)
+    ax.plot(ks, rs, marker="o", color=catalogue.colour("rag"), linewidth=2)
     for k, r in pts:
         ax.annotate(f"{r:.2f}", (k, r), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8.5)
     if k_used and k_used in ks:

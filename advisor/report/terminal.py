@@ -11,8 +11,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .. import catalogue
 from ..environment import shown
-from .files import (NAMES, fmt, fmt_sig, fmt_usd, judge_cost_line, pretraining_line, quality_rows,
+from .files import title
+from .files import (fmt, fmt_sig, fmt_usd, judge_cost_line, pretraining_line, quality_rows,
                     recommendation_title, training_time_line)
 
 STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
@@ -31,7 +33,7 @@ def recommendation_panel(report: dict) -> Panel:
     body += [Text(f"• {r}") for r in rec.get("reasons", [])]
     if rec.get("why_not"):
         body.append(Text("\nWhy not the others", style="bold"))
-        body += [Text(f"• {NAMES.get(k, k)}: {v}") for k, v in rec["why_not"].items()]
+        body += [Text(f"• {title(k)}: {v}") for k, v in rec["why_not"].items()]
     if rec.get("next_steps"):
         body.append(Text("\nNext steps", style="bold"))
         body += [Text(f"• {s}") for s in rec["next_steps"]]
@@ -65,7 +67,7 @@ def pipelines_table(report: dict, width: int = WIDE) -> Table:
         if mark is not None and mark >= t["target"]:
             score_txt = f"[bold]{score_txt}[/bold]"
         cells = dict(zip(cols, (
-            name if narrow else NAMES.get(name, name), f"[{STYLE.get(p['status'], '')}]{p['status']}[/]",
+            name if narrow else title(name), f"[{STYLE.get(p['status'], '')}]{p['status']}[/]",
             score_txt, _ci(p.get("ci")),
             fmt(u.get("prompt_tokens_mean"), 0) if u.get("prompt_tokens_mean") else "—",
             fmt((p.get("timings") or {}).get("total"), 1) if p.get("timings") else "—",
@@ -159,7 +161,7 @@ def _estimate_rows(title: str, pipelines: dict, narrow: bool) -> Table:
              "memory GB", "QLoRA GB"))
     for col in cols:
         table.add_column(col, justify="left" if col == "pipeline" else "right", no_wrap=True)
-    names = {} if narrow else {**NAMES, "full_finetune": "Full fine-tune"}
+    names = {} if narrow else {**catalogue.titles(), "full_finetune": "Full fine-tune"}
     for name, c in pipelines.items():
         table.add_row(names.get(name, name), fmt(c.get("prompt_tokens"), 0), f"{c.get('setup_gpu_hours') or 0:.3g}",
                       fmt_usd(c.get("setup_usd")),

@@ -1,0 +1,258 @@
+"""The one list of pipelines: what each is called, in which order it is tried, when it applies,
+what its stored result depends on and how it is priced.
+
+Every other layer (engine, decision, estimate, reports, history) reads this list at call time,
+so a new pipeline is one module under pipelines/ plus one `register()`-ed entry — the seed's
+order of operational simplicity (baseline < prompting < RAG < fine-tune) lives here and
+nowhere else. Light on purpose: no heavy import, so `advisor --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from .data import MIN_TRAIN_FOR_FINETUNE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import TaskData
+    from .spec import TaskSpec
+    from .usage import Usage
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Tokens per request and per training run, from a tokenizer alone (`advisor estimate`)."""
+
+    zero: float  # zero-shot prompt
+    few: float  # few-shot prompt
+    output: float
+    input_only: float  # the raw input (what an embedder reads)
+    train_input: float  # all train inputs, once
+    rag_prompt: float | None  # None: nothing to retrieve from
+    corpus_tokens: float
+    train_per_example: float
+    train_tokens: float  # the configured fine-tune's training tokens (epochs, max_steps)
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What an applicability check may look at: the task, its data and the results so far."""
+
+    spec: "TaskSpec"
+    data: "TaskData"
+    outcomes: dict[str, Any] = field(default_factory=dict)  # name -> decide.PipelineOutcome (earlier ones)
+    base: str | None = None  # the chosen base model
+    finetune_base: str | None = None  # the local model a fine-tune trains (None: every candidate is an endpoint)
+
+    @property
+    def has_train(self) -> bool:
+        return bool(self.data is not None and self.data.train)
+
+    @property
+    def has_corpus(self) -> bool:
+        return bool(self.data is not None and self.data.corpus)
+
+
+Applies = Callable[[Situation], "str | None"]  # None: run it; a string: why it is skipped
+CostInputs = Callable[["Usage", dict], dict]  # (usage, timings) -> extra cost-model keywords
+EstimateInputs = Callable[[TokenCounts, "TaskSpec"], "dict | None"]  # None: not estimable for this task
+
+
+@dataclass(frozen=True)
+class PipelineEntry:
+    name: str  # the key in report.json "pipelines" and in the stage store
+    title: str  # what people read
+    factory: str  # "module:Class", imported only when the stage is computed
+    model: str = "base"  # "embedder" | "base" | "finetune_base": which model the stage runs on
+    key_sections: tuple[str, ...] = ("prompting",)  # spec sections its stored result depends on
+    cost_kind: str = "prompting"  # how cost.estimate_pipeline_cost prices it
+    applies: Applies = lambda s: None
+    cost_inputs: CostInputs = lambda usage, timings: {}
+    estimate_inputs: EstimateInputs = lambda c, spec: {"prompt_tokens": max(c.zero, c.few)}
+    artifacts: tuple[str, ...] = ()  # run-folder paths the stored stage keeps (an adapter)
+    gated: bool = False  # a fine-tune step: in auto mode only when no cheaper pipeline meets the target
+    requires: tuple[str, ...] = ()  # data it cannot run without: "train", "corpus_or_train"
+    colour: str = "#374151"  # plots
+    always_listed: bool = True  # False: a pipeline only some tasks have gets no "why not" line when absent
+
+    def missing_data(self, has_train: bool, has_corpus: bool) -> str | None:
+        """Why it cannot run on this data (the same words in the engine's skip and the decision's why-not)."""
+        if "train" in self.requires and not has_train:
+            return "no train set"
+        if "corpus_or_train" in self.requires and not (has_corpus or has_train):
+            return "no corpus and no train examples to retrieve"
+        return None
+
+
+_CATALOGUE: list[PipelineEntry] = []
+
+
+def register(entry: PipelineEntry, *, after: str | None = None) -> PipelineEntry:
+    """Add a pipeline (built-ins here, plugins and tests alike); `after` places it in the order."""
+    if any(e.name == entry.name for e in _CATALOGUE):
+        raise ValueError(f"pipeline {entry.name!r} is already registered")
+    at = len(_CATALOGUE) if after is None else names().index(after) + 1
+    _CATALOGUE.insert(at, entry)
+    return entry
+
+
+def unregister(name: str) -> None:
+    _CATALOGUE[:] = [e for e in _CATALOGUE if e.name != name]
+
+
+def entries() -> tuple[PipelineEntry, ...]:
+    return tuple(_CATALOGUE)
+
+
+def names() -> tuple[str, ...]:
+    """Pipelines in order of operational simplicity (the preference among ones that meet the target)."""
+    return tuple(e.name for e in _CATALOGUE)
+
+
+def entry(name: str) -> PipelineEntry | None:
+    return next((e for e in _CATALOGUE if e.name == name), None)
+
+
+def title(name: str) -> str:
+    e = entry(name)
+    return e.title if e else name
+
+
+def titles() -> dict[str, str]:
+    return {e.name: e.title for e in _CATALOGUE}
+
+
+def rank(name: str) -> int:
+    """Workflow position (simplest first); unknown names after every known one."""
+    order = names()
+    return order.index(name) if name in order else len(order)
+
+
+def cheaper_than_gated() -> tuple[str, ...]:
+    """The pipelines a fine-tune step must beat before auto mode pays for it."""
+    return tuple(e.name for e in _CATALOGUE if not e.gated)
+
+
+def colour(name: str) -> str:
+    e = entry(name)
+    return e.colour if e else "#374151"
+
+
+# ---------------------------------------------------------------------------- applicability
+
+
+def _baseline_applies(s: Situation) -> str | None:
+    if s.spec.type != "classification":
+        return "not a classification task"
+    if not s.has_train:
+        return "no train set to fit a classifier on"
+    if not s.spec.baseline.enabled:
+        return "disabled in the task file (baseline.enabled: false)"
+    return None
+
+
+def _constrained_applies(s: Situation) -> str | None:
+    if s.spec.decoding == "choices":
+        return "choices decoding (label likelihood) already constrains the output to the labels"
+    if s.spec.format is None:
+        return "the task declares no output format"
+    return None
+
+
+def _rag_applies(s: Situation) -> str | None:
+    return RAG.missing_data(s.has_train, s.has_corpus)
+
+
+def finetune_gate(s: Situation) -> str | None:
+    """What every fine-tune step checks: a local model, enough train pairs, and — in auto mode —
+    no cheaper pipeline already meeting the target (the seed's order)."""
+    from .decide import should_run_finetune  # scipy: only when a run gets this far
+
+    if s.finetune_base is None:
+        return ("every candidate is an endpoint; fine-tuning needs a local model "
+                "(add one to models.candidates)")
+    if not s.has_train:
+        return "no train set"
+    if len(s.data.train) < MIN_TRAIN_FOR_FINETUNE:
+        return f"{len(s.data.train)} train examples; fine-tuning needs {MIN_TRAIN_FOR_FINETUNE}"
+    cheaper = {k: v for k, v in s.outcomes.items() if k in cheaper_than_gated()}
+    run, why = should_run_finetune(s.spec.finetune.mode, cheaper, s.spec.target.min, s.spec.higher_is_better)
+    return None if run else why
+
+
+def gate_reason(s: Situation) -> str:
+    """The sentence a gated pipeline that does run carries ("run because: ...")."""
+    from .decide import should_run_finetune
+
+    cheaper = {k: v for k, v in s.outcomes.items() if k in cheaper_than_gated()}
+    return should_run_finetune(s.spec.finetune.mode, cheaper, s.spec.target.min, s.spec.higher_is_better)[1]
+
+
+# ---------------------------------------------------------------------------- cost inputs
+
+
+def _baseline_cost(u: "Usage", timings: dict) -> dict:
+    return {"train_tokens": u.train_tokens or 0}
+
+
+def _rag_cost(u: "Usage", timings: dict) -> dict:
+    return {"index_seconds": timings.get("index", 0.0), "query_tokens": u.query_tokens_mean or 0,
+            "corpus_tokens": u.corpus_tokens or 0}
+
+
+def _finetune_cost(u: "Usage", timings: dict) -> dict:
+    return {"train_tokens": u.train_tokens_total or 0, "trainable_params": u.trainable_params or 0,
+            "measured_train_seconds": u.train_seconds, "measured_device": u.device_hardware,
+            "measured_load_per_core": u.cpu_load_per_core, "train_seq_len": u.train_seq_len}
+
+
+def _baseline_estimate(c: TokenCounts, spec) -> dict | None:
+    # no LLM: the embedder reads each input once (the LLM's tokenizer stands in for its own)
+    return {"prompt_tokens": c.input_only, "train_tokens": c.train_input, "output_tokens": 0} if c.train_input else None
+
+
+def _rag_estimate(c: TokenCounts, spec) -> dict | None:
+    if c.rag_prompt is None:
+        return None
+    return {"prompt_tokens": c.rag_prompt, "corpus_tokens": c.corpus_tokens, "query_tokens": c.input_only}
+
+
+def _finetune_estimate(c: TokenCounts, spec) -> dict | None:
+    if not c.train_tokens:
+        return None
+    return {"prompt_tokens": c.zero, "train_tokens": c.train_tokens, "train_seq_len": int(c.train_per_example),
+            "train_batch": spec.finetune.batch_size}
+
+
+# ---------------------------------------------------------------------------- the built-ins
+
+BASELINE = register(PipelineEntry(
+    name="baseline", title="Classical baseline", factory="pipelines.baseline:BaselinePipeline", model="embedder",
+    key_sections=("baseline",), cost_kind="baseline", applies=_baseline_applies, cost_inputs=_baseline_cost,
+    estimate_inputs=_baseline_estimate, requires=("train",), colour="#6b7280",
+))
+PROMPTING = register(PipelineEntry(
+    name="prompting", title="Prompting", factory="pipelines.prompting:PromptingPipeline",
+    key_sections=("prompting",), cost_kind="prompting", colour="#2563eb",
+))
+# prompting with the task's declared format enforced while decoding: the cheap fix for a format,
+# tried before RAG and a fine-tune; only for tasks that declare one
+CONSTRAINED = register(PipelineEntry(
+    name="constrained", title="Constrained decoding", factory="pipelines.constrained:ConstrainedPipeline",
+    key_sections=("prompting",), cost_kind="constrained", applies=_constrained_applies, colour="#7c3aed",
+    always_listed=False,
+    estimate_inputs=lambda c, spec: {"prompt_tokens": max(c.zero, c.few)} if spec.format is not None else None,
+))
+RAG = register(PipelineEntry(
+    name="rag", title="RAG", factory="pipelines.rag:RagPipeline",
+    key_sections=("prompting", "rag", "models"), cost_kind="rag", applies=_rag_applies, cost_inputs=_rag_cost,
+    estimate_inputs=_rag_estimate, requires=("corpus_or_train",), colour="#ea7a0c",
+))
+FINETUNE = register(PipelineEntry(
+    name="finetune", title="LoRA fine-tune", factory="pipelines.finetune:FinetunePipeline", model="finetune_base",
+    # hardware: the training device and its name are part of the measured result
+    key_sections=("prompting", "finetune", "hardware"), cost_kind="finetune", applies=finetune_gate,
+    cost_inputs=_finetune_cost, estimate_inputs=_finetune_estimate, artifacts=("adapter",), gated=True,
+    requires=("train",), colour="#16a34a",
+))
