@@ -243,7 +243,7 @@ def test_tiny_run_measures_saves_and_leaves_model_clean(tiny_llm, write, tmp_pat
     _assert_clean(tiny_llm.model, snap)
     out = pipe.predict(data.eval.examples)
     _assert_clean(tiny_llm.model, snap)
-    u = out.usage
+    u = out.usage.to_dict()
     assert u["steps"] == 4 and u["device_hardware"] == "CPU" and u["n_val"] == 4 and u["n_train"] == 20
     assert u["train_tokens_total"] > u["train_answer_tokens_total"] > 0 and u["tokens_per_second"] > 0
     assert 0 < u["trainable_pct"] < 100 and u["peak_memory_gb"] > 0 and u["prompt_tokens_mean"] > 0
