@@ -81,7 +81,7 @@ def test_two_process_training_matches_one_process_and_comes_back(smollm, generat
 
     # evaluation runs here, on the adapter the ranks saved
     out = two.predict(data2.eval.examples)
-    assert len(out.predictions) == len(data2.eval.examples) and out.usage["processes"] == 2
+    assert len(out.predictions) == len(data2.eval.examples) and out.usage.extra["processes"] == 2
 
 
 def test_failed_launch_is_one_clear_error(smollm, write, tmp_path, monkeypatch):
