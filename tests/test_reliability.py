@@ -315,7 +315,7 @@ def _brute_force(eval_texts: list[str], train_texts: list[str], t: float) -> tup
 def test_leakage_finds_exact_and_near_duplicates_like_a_brute_force_search():
     import random
 
-    from advisor.data import find_leakage
+    from advisor.leakage import find_leakage
 
     rng = random.Random(17)
     vocab = [f"w{i}" for i in range(40)] + ["the", "a", "my", "card"]
@@ -340,11 +340,12 @@ def test_leakage_finds_exact_and_near_duplicates_like_a_brute_force_search():
 
 @pytest.mark.parametrize("direct", [True, False], ids=["find", "window-pass"])
 def test_leakage_in_the_corpus_needs_a_verbatim_passage(monkeypatch, direct):
-    from advisor import data
-    from advisor.data import Document, find_leakage
+    from advisor import leakage
+    from advisor.data import Document
+    from advisor.leakage import find_leakage
 
     if not direct:  # the path for many eval items over a large corpus
-        monkeypatch.setattr(data, "DIRECT_SCAN_CHARS", 0)
+        monkeypatch.setattr(leakage, "DIRECT_SCAN_CHARS", 0)
 
     docs = [Document("faq.md", "faq", "Intro. How do I reset the card PIN if I forgot it at the ATM? Call us.")]
     evals = [_ex(0, "how do I reset the card PIN if I forgot it at the ATM"), _ex(1, "reset PIN"),
