@@ -414,13 +414,21 @@ def subset_scorer(name: str, predicted: Sequence[str | None], gold: Sequence[str
     p = np.array([code.get(x, k) if x is not None else k for x in predicted])  # k: none of the labels
     g = np.array([code.get(x, k) for x in gold])
 
-    def score_on(idx) -> float:
-        pi, gi = p[idx], g[idx]
-        tp = np.bincount(gi[pi == gi], minlength=k + 1)[:k]
-        pred_n = np.bincount(pi, minlength=k + 1)[:k]
-        gold_n = np.bincount(gi, minlength=k + 1)[:k]
+    def score_many(rows):
+        """One macro-F1 per row of item indices (a bootstrap's resamples at once)."""
+        rows = np.atleast_2d(np.asarray(rows))
+        pi, gi = p[rows], g[rows]
+        off = (np.arange(rows.shape[0]) * (k + 1))[:, None]  # row r counts in bins r*(k+1)...
+        size = rows.shape[0] * (k + 1)
+        tp = np.bincount((gi + off)[pi == gi], minlength=size).reshape(-1, k + 1)[:, :k]
+        pred_n = np.bincount((pi + off).ravel(), minlength=size).reshape(-1, k + 1)[:, :k]
+        gold_n = np.bincount((gi + off).ravel(), minlength=size).reshape(-1, k + 1)[:, :k]
         denom = pred_n + gold_n
-        f1 = np.divide(2.0 * tp, denom, out=np.zeros(k), where=denom > 0)
-        return float(f1.mean())
+        f1 = np.divide(2.0 * tp, denom, out=np.zeros(tp.shape), where=denom > 0)
+        return f1.mean(axis=1)
 
+    def score_on(idx) -> float:
+        return float(score_many(np.asarray(idx)[None, :])[0])
+
+    score_on.batch = score_many
     return score_on

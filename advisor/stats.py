@@ -20,9 +20,9 @@ Choices, each the textbook one for its case:
 * paired continuous scores: bootstrap CI of the mean difference, and a two-sided
   *sign-flip permutation* p-value (under H0 each item's difference is as likely to be
   +d as -d); exact enumeration when 2**n is small, Monte Carlo otherwise.
-* corpus-level metrics (macro-F1: not a mean of per-item scores): percentile bootstrap
-  over items of the metric itself, and a paired bootstrap (same resampled items for both
-  pipelines) for comparisons.
+* corpus-level metrics (macro-F1: not a mean of per-item scores): BCa bootstrap over
+  items of the metric itself, its level widened by Hesterberg's small-sample expansion,
+  and a paired bootstrap (same resampled items for both pipelines) for comparisons.
 * many comparisons at once: Holm's step-down adjustment (controls the family-wise error).
 * "as good as": non-inferiority, the one-sided (1 - alpha) lower bound of the difference
   above -margin -- "not significantly different" is not evidence of equivalence.
@@ -52,6 +52,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_metric",
     "check_finite",
+    "expanded_alpha",
     "holm",
     "items_to_clear",
     "newcombe_paired_ci",
@@ -421,8 +422,27 @@ def bootstrap_metric(fn: SubsetScore, n: int, seed: int = 0, n_resamples: int = 
     if n <= 0:
         raise ValueError("no items to resample")
     idx = _resample_indices(n, seed, n_resamples)
-    out = check_finite([fn(row) for row in idx], "bootstrap replicates of the metric")
-    return out
+    return check_finite(_evaluate(fn, idx), "bootstrap replicates of the metric")
+
+
+def _evaluate(fn: SubsetScore, rows: np.ndarray) -> np.ndarray:
+    """fn on each row of item indices; through ``fn.batch`` (rows at once) when it has one."""
+    many = getattr(fn, "batch", None)
+    if many is None:
+        return np.array([fn(row) for row in rows], dtype=float)
+    return np.concatenate([np.asarray(many(rows[i:i + 500]), dtype=float) for i in range(0, len(rows), 500)])
+
+
+def expanded_alpha(alpha: float, n: int) -> float:
+    """Hesterberg's small-sample expansion of a bootstrap interval's level (2015, sec. 4.2).
+
+    Bootstrap intervals are too narrow by about sqrt((n-1)/n) and miss the t correction a
+    normal-theory interval would get; using 2 * Phi(-sqrt(n/(n-1)) * t_{alpha/2, n-1}) in
+    place of alpha fixes both. At n = 60 and alpha = 0.05 it is 0.0436; it tends to alpha.
+    """
+    if n < 3:
+        return alpha
+    return float(2.0 * _st.norm.cdf(-math.sqrt(n / (n - 1.0)) * _st.t.ppf(1.0 - alpha / 2.0, n - 1)))
 
 
 def percentile_ci(replicates: np.ndarray, estimate: float, conf: float = 0.95) -> tuple[float, float]:
@@ -435,12 +455,15 @@ def percentile_ci(replicates: np.ndarray, estimate: float, conf: float = 0.95) -
 def metric_ci(
     fn: SubsetScore, n: int, conf: float = 0.95, seed: int = 0, n_resamples: int = 2000
 ) -> tuple[tuple[float, float], np.ndarray]:
-    """BCa bootstrap interval of a corpus-level metric over items, and its replicates.
+    """Expanded BCa bootstrap interval of a corpus-level metric over items, and its replicates.
 
     Percentile intervals of macro-F1 covered only 0.83-0.93 at n = 60 in
     benchmarks/bench_decisions.py: a rare label's F1 is skewed and biased on a few items.
     BCa (Efron 1987) corrects both, with the bias from the replicates and the acceleration
-    from the jackknife (n leave-one-out evaluations of the metric).
+    from the jackknife (n leave-one-out evaluations of the metric). BCa alone still covered
+    only ~0.925 at n = 40 for a weak classifier (3,000 simulated sets), so its level is
+    widened by Hesterberg's small-sample expansion (``expanded_alpha``): >= 0.935 at
+    n = 40-200. A percentile interval with the same expansion stayed at ~0.91.
     """
     reps = bootstrap_metric(fn, n, seed=seed, n_resamples=n_resamples)
     everything = np.arange(n)
@@ -450,12 +473,13 @@ def metric_ci(
     b = reps.size
     below = (np.sum(reps < est) + 0.5 * np.sum(reps == est)) / b
     z0 = float(_st.norm.ppf(min(max(below, 1.0 / (b + 1)), b / (b + 1.0))))
-    jack = np.array([fn(np.delete(everything, i)) for i in range(n)], dtype=float)
+    jack = _evaluate(fn, np.array([np.delete(everything, i) for i in range(n)]))
     dev = jack.mean() - jack
     denom = 6.0 * float(np.sum(dev**2)) ** 1.5
     acc = float(np.sum(dev**3)) / denom if denom > 0 else 0.0
+    alpha = expanded_alpha(1.0 - conf, n)
     levels = []
-    for q in ((1.0 - conf) / 2.0, 0.5 + conf / 2.0):
+    for q in (alpha / 2.0, 1.0 - alpha / 2.0):
         z = z0 + float(_st.norm.ppf(q))
         levels.append(float(_st.norm.cdf(z0 + z / (1.0 - acc * z))))
     lo, hi = np.quantile(reps, levels)
@@ -473,13 +497,18 @@ def paired_metric_compare(
 ) -> PairedComparison:
     """Paired bootstrap of a corpus-level metric: diff = fb - fa on the same resampled items.
 
-    CI: BCa (metric_ci) of the difference. p: the bootstrap test of Efron & Tibshirani (1993,
+    CI: expanded BCa (metric_ci) of the difference. p: the bootstrap test of Efron & Tibshirani (1993,
     16.4) -- the share of resampled differences, centred on the observed one, at least as far
     from 0 as it.
     """
     everything = np.arange(n)
     diff = float(fb(everything) - fa(everything))
-    ci, d = metric_ci(lambda idx: fb(idx) - fa(idx), n, 1.0 - alpha, seed, n_resamples)
+    def diff_on(idx):
+        return fb(idx) - fa(idx)
+
+    if getattr(fa, "batch", None) is not None and getattr(fb, "batch", None) is not None:
+        diff_on.batch = lambda rows: np.asarray(fb.batch(rows)) - np.asarray(fa.batch(rows))
+    ci, d = metric_ci(diff_on, n, 1.0 - alpha, seed, n_resamples)
     if diff == 0.0 and float(np.ptp(d)) == 0.0:
         p = 1.0
     else:

@@ -12,6 +12,7 @@ from advisor.stats import (
     PairedComparison,
     bootstrap_ci,
     bootstrap_metric,
+    expanded_alpha,
     holm,
     is_binary,
     items_to_clear,
@@ -22,6 +23,7 @@ from advisor.stats import (
     items_needed,
     items_needed_for_pair,
     mcnemar_exact,
+    metric_ci,
     mdd_for,
     min_detectable_difference,
     paired_bootstrap,
@@ -349,6 +351,52 @@ def test_macro_f1_subset_scorer_matches_scikit_learn():
         ref = f1_score([gold[i] for i in idx], [pred[i] or "__none__" for i in idx], labels=labels,
                        average="macro", zero_division=0)
         assert fn(idx) == pytest.approx(ref)
+        assert fn.batch(idx[None, :])[0] == pytest.approx(ref)  # the vectorised path a bootstrap uses
+    rows = rng.integers(0, 80, (7, 80))
+    assert fn.batch(rows) == pytest.approx([fn(r) for r in rows])
+
+
+def test_hesterberg_expanded_alpha_from_t_and_normal_tables():
+    # Hesterberg (2015, sec. 4.2): alpha' = 2 Phi(-sqrt(n/(n-1)) t_{alpha/2, n-1}).
+    # n = 60: t_{0.975, 59} = 2.0010 (t table), sqrt(60/59) = 1.00844 -> 2.0179;
+    # Phi(-2.0179) = 0.02180 (normal table) -> alpha' = 0.0436.
+    assert expanded_alpha(0.05, 60) == pytest.approx(0.0436, abs=2e-4)
+    # n = 40: t_{0.975, 39} = 2.0227, sqrt(40/39) = 1.01274 -> 2.0485; Phi(-2.0485) = 0.02026
+    assert expanded_alpha(0.05, 40) == pytest.approx(0.0405, abs=2e-4)
+    # n = 10: t_{0.975, 9} = 2.2622, sqrt(10/9) = 1.05409 -> 2.3846; Phi(-2.3846) = 0.00855
+    assert expanded_alpha(0.05, 10) == pytest.approx(0.0171, abs=2e-4)
+    assert expanded_alpha(0.05, 100_000) == pytest.approx(0.05, abs=1e-4)  # vanishes as n grows
+
+
+def test_macro_f1_interval_is_scipys_bca_at_the_expanded_level():
+    """Independent reference: scipy.stats.bootstrap (BCa, items resampled in pairs) of a
+    macro-F1 written here from its definition, at confidence 1 - alpha'(n)."""
+    from advisor.metrics import subset_scorer
+
+    rng = np.random.default_rng(3)
+    n, k = 60, 4
+    gold = rng.choice(k, n, p=[0.4, 0.3, 0.2, 0.1])
+    pred = np.where(rng.random(n) < 0.6, gold, (gold + rng.integers(1, k, n)) % k)
+
+    def macro_f1(p, g):
+        f1 = []
+        for c in range(k):
+            tp, fp, fn_ = np.sum((p == c) & (g == c)), np.sum((p == c) & (g != c)), np.sum((p != c) & (g == c))
+            f1.append(2 * tp / (2 * tp + fp + fn_) if tp + fp + fn_ else 0.0)
+        return float(np.mean(f1))
+
+    ref = st.bootstrap((pred, gold), macro_f1, paired=True, vectorized=False, method="BCa", n_resamples=6000,
+                       confidence_level=1 - 0.0436, **{_RNG_KW: np.random.default_rng(0)}).confidence_interval
+    fn = subset_scorer("macro_f1", [str(v) for v in pred], [str(v) for v in gold], [str(c) for c in range(k)])
+    (lo, hi), reps = metric_ci(fn, n, n_resamples=6000)
+    assert reps.size == 6000
+    # scipy draws the same resamples from the same seed, so the ends agree to ~1e-5; the
+    # expansion moves them by ~0.003, which this tolerance would catch
+    assert lo == pytest.approx(ref.low, abs=0.0015) and hi == pytest.approx(ref.high, abs=0.0015)
+    # and wider than the unexpanded 95 % BCa interval
+    plain = st.bootstrap((pred, gold), macro_f1, paired=True, vectorized=False, method="BCa", n_resamples=6000,
+                         confidence_level=0.95, **{_RNG_KW: np.random.default_rng(0)}).confidence_interval
+    assert hi - lo > plain.high - plain.low
 
 
 def test_corpus_metric_ci_and_paired_comparison():
