@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from advisor import catalogue, cost
+from advisor.spec import DEFAULT_HORIZON_MONTHS, DEFAULT_MARGIN  # one source: the spec's defaults
 from advisor.stats import (
     ALPHA,
     PairedComparison,
@@ -53,11 +54,6 @@ from advisor.stats import (
 # is the catalogue's: advisor/catalogue.py is the one list of pipelines.
 LARGE_MDD = 0.10  # an eval set that cannot see a 10-point gap is too small to rank pipelines
 FINETUNE_MODES = ("auto", "always", "never")
-# "As good as": a gap smaller than 5 points of a 0-1 score is one a team would rather not pay
-# (in setup or operations) to close. At n = 60 a paired difference's one-sided bound sits
-# ~0.06-0.1 below its estimate, so a smaller default could almost never be shown.
-DEFAULT_MARGIN = 0.05
-DEFAULT_HORIZON_MONTHS = 12
 VERDICTS = ("meets", "likely", "misses")
 
 

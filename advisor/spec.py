@@ -32,6 +32,13 @@ TaskType = Literal["classification", "qa", "generation"]
 # the registry's list (one place); re-exported here because callers read it from spec
 METRICS_BY_TYPE = _metrics.METRICS_BY_TYPE
 DEFAULT_MAX_NEW_TOKENS = {"classification": 8, "qa": 32, "generation": 64}
+# The decision's defaults live here, the one place both the spec and advisor/decide.py read
+# (decide imports scipy; the spec must not, so that `advisor --help` stays instant).
+# "As good as": a gap smaller than 5 points of a 0-1 score is one a team would rather not pay
+# (in setup or operations) to close. At n = 60 a paired difference's one-sided bound sits
+# ~0.06-0.1 below its estimate, so a smaller default could almost never be shown.
+DEFAULT_MARGIN = 0.05
+DEFAULT_HORIZON_MONTHS = 12  # months over which costs of ownership are compared
 BUNDLED_LLM = "bundled:smollm2-135m-instruct"
 BUNDLED_EMBEDDER = "bundled:all-minilm-l6-v2"
 
@@ -283,7 +290,7 @@ class Budget(_Strict):
     setup_usd: float | None = Field(default=None, ge=0)
     requests_per_month: int = Field(default=100_000, gt=0)
     # Months over which a pipeline's cost of ownership (setup + requests) is compared.
-    horizon_months: int = Field(default=12, ge=1, le=120)
+    horizon_months: int = Field(default=DEFAULT_HORIZON_MONTHS, ge=1, le=120)
 
 
 class DecisionSpec(_Strict):
@@ -291,7 +298,7 @@ class DecisionSpec(_Strict):
 
     # "As good as": a simpler pipeline is preferred when its one-sided 95 % lower bound on
     # (its score - the better one's) is above -margin (non-inferiority), on the metric's scale.
-    margin: float = Field(default=0.05, ge=0, lt=1)
+    margin: float = Field(default=DEFAULT_MARGIN, ge=0, lt=1)
 
 
 class HardwareSpec(_Strict):

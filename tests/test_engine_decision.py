@@ -54,3 +54,20 @@ def test_spec_decision_margin_and_horizon_reach_the_spec(majority_task):
     defaults = spec_mod.TaskSpec.model_validate({"name": "x", "type": "qa", "data": {"eval": "e.jsonl"},
                                                  "target": {"metric": "token_f1", "min": 0.5}})
     assert defaults.decision.margin == decide.DEFAULT_MARGIN and defaults.budget.horizon_months == 12
+
+
+def test_the_decision_defaults_have_one_source():
+    """decide and the spec read the same constants (identity: two literals would be two floats),
+    and the spec still imports no scipy (advisor --help stays instant)."""
+    import subprocess
+    import sys
+
+    assert decide.DEFAULT_MARGIN is spec_mod.DEFAULT_MARGIN
+    assert decide.DEFAULT_HORIZON_MONTHS is spec_mod.DEFAULT_HORIZON_MONTHS
+    assert spec_mod.DecisionSpec.model_fields["margin"].default is spec_mod.DEFAULT_MARGIN
+    assert spec_mod.Budget.model_fields["horizon_months"].default is spec_mod.DEFAULT_HORIZON_MONTHS
+    inp = decide.DecisionInput(metric="accuracy", target=0.8, outcomes={})
+    assert inp.margin is spec_mod.DEFAULT_MARGIN and inp.horizon_months is spec_mod.DEFAULT_HORIZON_MONTHS
+    code = "import sys, advisor.spec; print('SCIPY', 'scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "SCIPY False" in out.stdout, out.stdout + out.stderr
