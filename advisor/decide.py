@@ -307,8 +307,17 @@ def _own_text(choice: Verdict, other: Verdict, be: float | None, inp: DecisionIn
     text = (f"{other.name} costs more to set up ({_usd(other.setup_usd)} vs {_usd(choice.setup_usd)}) but less to own: "
             f"{_usd(other.total_usd)} vs {_usd(choice.total_usd)} over {h} months at {rpm:,} requests/month")
     if be:
-        text += f"; it pays back the extra setup after {be:,.0f} requests (about {be / rpm:.1f} months)"
+        text += f"; it pays back the extra setup after {be:,.0f} requests ({_payback_time(be / rpm)})"
     return text
+
+
+def _payback_time(months: float) -> str:
+    """A payback period a reader can picture: months, else days, else "within the first day"
+    (a few requests at 500,000 a month once printed as "about 0.0 months")."""
+    if months >= 1:
+        return f"about {months:.1f} months"
+    days = months * 365.25 / 12
+    return f"about {days:.0f} days" if days >= 1 else "within the first day"
 
 
 def _running_text(v: Verdict, inp: DecisionInput) -> str:
@@ -655,8 +664,8 @@ def should_run_finetune(
         o = outcomes.get(name)
         if o is not None and meets(_screen(o), target, higher_is_better):
             (lo, hi), _, _, _ = _interval(o, target, higher_is_better)
-            return False, (
-                f"skipped: {name} already meets the target ({_n(o.score)}, 95% CI "
+            return False, (  # the report adds the "skipped: " status itself
+                f"{name} already meets the target ({_n(o.score)}, 95% CI "
                 f"{_n(lo)}–{_n(hi)} vs target {_n(target)})"
             )
     return True, "no cheaper pipeline meets the target, so the fine-tune is worth trying"

@@ -229,7 +229,7 @@ def test_cost_over_the_horizon_says_when_a_dearer_build_is_cheaper_to_own():
     assert d.break_even_requests == pytest.approx(25_000)
     text = next(r for r in d.reasons if r.startswith("finetune costs more to set up"))
     assert "$1,200.00" in text and "$260.00 vs $1,200.00 over 12 months at 100,000 requests/month" in text
-    assert "after 25,000 requests (about 0.2 months)" in text
+    assert "after 25,000 requests (about 8 days)" in text  # 0.25 months x 30.44 days
     assert d.verdicts["finetune"]["total_usd"] == pytest.approx(260.0)
     # a 1-month horizon: the fine-tune ($40) still beats the baseline ($100); at 100 requests/month it does not
     d = decide(inp(ok("baseline", 95, usd_per_1k=1.0), ok("finetune", 97, setup_usd=20, usd_per_1k=0.2),
@@ -417,3 +417,33 @@ def test_the_panel_prints_headline_then_why_not_then_next_steps_each_once():
                                                             "n_train": 0, "n_corpus_docs": 0, "decoding": "choices"},
                                          "base_model": "m", "created": "now", "advisor_version": "x",
                                          "wall_seconds": 1, "environment": {}, "pipelines": {}})
+
+
+# --- wording seen on the banking77 panel ---------------------------------------------------------
+
+
+def test_a_payback_within_the_first_day_is_not_printed_as_about_0_0_months():
+    # baseline $1.00/1k; rag $0.002 setup, $0.50/1k (both meet): break-even 0.002 / (0.001 - 0.0005) = 4
+    # requests; at 500,000 requests/month that is 8e-6 months -- the panel said "about 0.0 months".
+    d = decide(inp(ok("baseline", 95, usd_per_1k=1.0), ok("rag", 96, setup_usd=0.002, usd_per_1k=0.5),
+                   requests_per_month=500_000))
+    text = next(r for r in d.reasons if r.startswith("rag costs more to set up"))
+    assert "0.0 months" not in text
+    assert "after 4 requests (within the first day)" in text
+    # 25,000 requests at 100,000/month = 0.25 months = 0.25 x 30.44 = 7.6 days -> "about 8 days"
+    d = decide(inp(ok("baseline", 95, usd_per_1k=1.0), ok("finetune", 97, setup_usd=20, usd_per_1k=0.2),
+                   requests_per_month=100_000, horizon_months=24))
+    assert "after 25,000 requests (about 8 days)" in next(r for r in d.reasons if "costs more to set up" in r)
+    # 1,500,000 requests at 100,000/month = 15 months, said in months
+    d = decide(inp(ok("baseline", 95, usd_per_1k=1.0), ok("finetune", 97, setup_usd=1200, usd_per_1k=0.2),
+                   requests_per_month=100_000, horizon_months=24))
+    assert "after 1,500,000 requests (about 15.0 months)" in next(r for r in d.reasons if "costs more to set up" in r)
+
+
+def test_a_skipped_fine_tune_says_skipped_once():
+    outcomes = {"baseline": ok("baseline", 95)}
+    run, why = should_run_finetune("auto", outcomes, 0.8)
+    assert not run
+    d = decide(inp(outcomes["baseline"], skipped("finetune", why)))
+    line = d.why_not["finetune"]
+    assert line.startswith("skipped: baseline already meets the target") and "skipped: skipped:" not in line
