@@ -300,6 +300,18 @@ def break_even_requests(
 
 # --- one pipeline, all numbers ---------------------------------------------------------------
 
+
+def _value_bytes(hw: Hardware) -> float:
+    return CPU_BYTES_PER_VALUE if hw.name == "CPU" else 2.0
+
+
+def _baseline_price(embed_params: float, prompt_tokens: float, train_tokens: float, hw: Hardware) -> tuple[float, float]:
+    """(dollars per request, setup seconds) of the classical baseline on ``hw``: one embedding
+    of the request (prefill only, one at a time), and one of every train text as setup."""
+    per_request = usd_per_request(embed_params, prompt_tokens, 0, hw, batch=1, bytes_per_param=_value_bytes(hw))
+    return per_request, 2.0 * embed_params * train_tokens / (hw.peak_flops * hw.infer_mfu)
+
+
 KINDS = ("baseline", "prompting", "constrained", "rag", "finetune", "full_finetune")
 
 
@@ -326,11 +338,15 @@ def estimate_pipeline_cost(
     train_batch: int = 8,
     batch: int = 16,
     memory_params: float | None = None,
+    baseline_hw: Hardware | None = None,
 ) -> dict:
     """Setup, per-request, monthly cost and memory of one pipeline as a plain dict.
 
-    baseline: embeddings + a scikit-learn classifier on the CPU stand-in; ``train_tokens``
-    are the train texts it embeds once (setup), ``prompt_tokens`` the text per request.
+    baseline: embeddings + a scikit-learn classifier on ``baseline_hw`` (default the CPU
+    stand-in: a team does run a kNN on a CPU); ``train_tokens`` are the train texts it embeds
+    once (setup), ``prompt_tokens`` the text per request. Priced on another device than ``hw``,
+    it is also priced on ``hw`` (``also_priced_on``), so that it can be compared with the GPU
+    pipelines on like terms.
     prompting: no setup. rag: index build (measured ``index_seconds``, else estimated from
     ``corpus_tokens``) plus one query embedding per request (``query_tokens``, defaults to
     the prompt length: an upper bound). finetune (LoRA) / full_finetune: training on ``hw``
@@ -351,19 +367,27 @@ def estimate_pipeline_cost(
     extra_per_request = 0.0
 
     if kind == "baseline":
-        serve_hw = setup_hw = HARDWARE["CPU"]
+        serve_hw = setup_hw = baseline_hw or HARDWARE["CPU"]
         serve_params = embed_params or n_params
-        per_request = usd_per_request(serve_params, prompt_tokens, 0, serve_hw, batch=1, bytes_per_param=4)
-        setup_seconds = 2.0 * serve_params * train_tokens / (serve_hw.peak_flops * serve_hw.infer_mfu)
-        memory = inference_memory_gb(serve_params, 4)
+        per_request, setup_seconds = _baseline_price(serve_params, prompt_tokens, train_tokens, serve_hw)
+        memory = inference_memory_gb(serve_params, _value_bytes(serve_hw))
         assumptions.append(
-            "baseline: no LLM and no GPU; a sentence embedder on a 2-core CPU (fp32) plus a "
-            "scikit-learn classifier whose cost is negligible next to the embedding"
+            "baseline: no LLM; a sentence embedder "
+            + ("on a 2-core CPU (fp32)" if serve_hw.name == "CPU" else f"on {serve_hw.name}")
+            + " plus a scikit-learn classifier whose cost is negligible next to the embedding"
         )
         out["prompt_tokens"], out["output_tokens"] = prompt_tokens, 0
+        if serve_hw.name != hw.name:
+            alt_request, alt_setup = _baseline_price(serve_params, prompt_tokens, train_tokens, hw)
+            out["also_priced_on"] = [{"device": hw.name, "setup_usd": alt_setup * hw.usd_per_second,
+                                      "usd_per_1k_requests": usd_per_1k(alt_request)}]
+            assumptions.append(
+                f"baseline: priced on {serve_hw.name} (baseline.device); on {hw.name}, where the other "
+                f"pipelines are priced, it would cost ${usd_per_1k(alt_request):.2g} per 1,000 requests"
+            )
     else:
         per_request = usd_per_request(n_params, prompt_tokens, output_tokens, hw, batch=batch)
-        memory = inference_memory_gb(mem_n, CPU_BYTES_PER_VALUE if hw.name == "CPU" else 2)
+        memory = inference_memory_gb(mem_n, _value_bytes(hw))
         out["prompt_tokens"], out["output_tokens"] = prompt_tokens, output_tokens
         assumptions.append(
             f"inference: 2·N FLOPs/token; prefill at {hw.infer_mfu:.0%} MFU, decode roofline "
@@ -434,7 +458,7 @@ def estimate_pipeline_cost(
                 setup_seconds = float(measured_train_seconds)
                 assumptions.append(f"training: setup priced from the measured run on {hw.name}")
         act = 0.0
-        value_bytes = CPU_BYTES_PER_VALUE if hw.name == "CPU" else 2.0
+        value_bytes = _value_bytes(hw)
         if n_layers and hidden:
             seq = train_seq_len or int(prompt_tokens + output_tokens)
             act = activation_gb(n_layers, hidden, seq, train_batch, bytes=value_bytes)
@@ -453,7 +477,7 @@ def estimate_pipeline_cost(
     else:
         out["serving_memory_gb"] = memory
 
-    on_gpu = kind != "baseline"
+    on_gpu = kind != "baseline" or serve_hw.name != "CPU"
     out.update(
         device=serve_hw.name,
         setup_seconds=setup_seconds,

@@ -57,6 +57,20 @@ FINETUNE_MODES = ("auto", "always", "never")
 VERDICTS = ("meets", "likely", "misses")
 
 
+@dataclass(frozen=True)
+class Price:
+    """What a pipeline costs on one device."""
+
+    device: str
+    setup_usd: float
+    usd_per_1k: float
+
+
+def prices_of(rows: list[dict] | None) -> tuple[Price, ...]:
+    """cost.estimate_pipeline_cost's ``also_priced_on`` rows as Price records."""
+    return tuple(Price(r["device"], float(r["setup_usd"]), float(r["usd_per_1k_requests"])) for r in rows or ())
+
+
 @dataclass
 class PipelineOutcome:
     name: str  # "baseline" | "prompting" | "rag" | "finetune"
@@ -72,6 +86,10 @@ class PipelineOutcome:
     # ``per_example`` is then not the target metric and is not used for the decision.
     score_fn: Callable | None = None
     n_items: int | None = None
+    # Where setup_usd/usd_per_1k are priced ("CPU", "H100", "endpoint"; "" unknown), and the
+    # same pipeline priced on other devices: costs are compared only on one device.
+    device: str = ""
+    prices_elsewhere: tuple[Price, ...] = ()
 
 
 @dataclass
@@ -105,6 +123,7 @@ class Verdict:
     setup_usd: float = 0.0
     usd_per_1k: float = 0.0
     total_usd: float | None = None  # setup + requests over the horizon; None: not costed
+    device: str = ""  # where setup_usd/usd_per_1k are priced
 
     @property
     def items_to_confirm(self) -> int | None:
@@ -299,13 +318,49 @@ def _break_even(alt, ft) -> float | None:
     return cost.break_even_requests(alt.setup_usd, alt_per, ft.setup_usd, ft_per)
 
 
-def _own_text(choice: Verdict, other: Verdict, be: float | None, inp: DecisionInput) -> str | None:
-    """A dearer-to-build pipeline that is cheaper to own over the horizon, said plainly."""
-    if other.total_usd is None or choice.total_usd is None or other.total_usd >= choice.total_usd:
-        return None
+def like_for_like(a: PipelineOutcome, b: PipelineOutcome) -> tuple[Price, Price] | None:
+    """Both pipelines priced on one device (b's own first), or None when they share none.
+
+    A CPU-priced baseline against a GPU-priced RAG is no comparison: on the GPU the baseline
+    would be cheaper still. Unknown devices ("") and hosted endpoints (a bill, not a device)
+    compare as they are.
+    """
+    own_a, own_b = Price(a.device, a.setup_usd, a.usd_per_1k), Price(b.device, b.setup_usd, b.usd_per_1k)
+    if a.device in ("", "endpoint") or b.device in ("", "endpoint") or a.device == b.device:
+        return own_a, own_b
+    on_a = {p.device: p for p in (own_a, *a.prices_elsewhere)}
+    on_b = {p.device: p for p in (own_b, *b.prices_elsewhere)}
+    for dev in (b.device, a.device, *on_b):
+        if dev in on_a and dev in on_b:
+            return on_a[dev], on_b[dev]
+    return None
+
+
+def _devices_text(choice: PipelineOutcome, pc: Price) -> str:
+    """Which device the comparison priced both on, and where the choice itself is priced."""
+    if not pc.device or pc.device == "endpoint":
+        return ""
+    text = f", both priced on {pc.device}"
+    if choice.device and choice.device != pc.device:
+        text += (f" ({choice.name} is priced on {choice.device} elsewhere in this report: "
+                 f"{_usd(choice.usd_per_1k)} per 1,000 requests)")
+    return text
+
+
+def _own_text(choice: PipelineOutcome, other: PipelineOutcome, pc: Price, po: Price, be: float | None,
+              inp: DecisionInput) -> str | None:
+    """A dearer-to-build pipeline that is cheaper to own over the horizon, said plainly, with
+    both priced on the same device (``pc``/``po``: the choice's and the other's price there)."""
     h, rpm = inp.horizon_months, inp.requests_per_month
-    text = (f"{other.name} costs more to set up ({_usd(other.setup_usd)} vs {_usd(choice.setup_usd)}) but less to own: "
-            f"{_usd(other.total_usd)} vs {_usd(choice.total_usd)} over {h} months at {rpm:,} requests/month")
+    if not rpm:
+        return None
+    total_c = pc.setup_usd + pc.usd_per_1k / 1000 * rpm * h
+    total_o = po.setup_usd + po.usd_per_1k / 1000 * rpm * h
+    if total_o >= total_c:
+        return None
+    text = (f"{other.name} costs more to set up ({_usd(po.setup_usd)} vs {_usd(pc.setup_usd)}) but less to own: "
+            f"{_usd(total_o)} vs {_usd(total_c)} over {h} months at {rpm:,} requests/month"
+            + _devices_text(choice, pc))
     if be:
         text += f"; it pays back the extra setup after {be:,.0f} requests ({_payback_time(be / rpm)})"
     return text
@@ -323,7 +378,7 @@ def _payback_time(months: float) -> str:
 def _running_text(v: Verdict, inp: DecisionInput) -> str:
     if v.usd_per_1k <= 0:
         return ""  # cost unknown: say nothing rather than "$0.00"
-    text = f"it costs {_usd(v.usd_per_1k)} per 1,000 requests"
+    text = f"it costs {_usd(v.usd_per_1k)} per 1,000 requests" + (f" on {v.device}" if v.device else "")
     if inp.requests_per_month:
         text += f", {_usd(v.usd_per_1k * inp.requests_per_month / 1000)} per month at {inp.requests_per_month:,}"
         if v.total_usd is not None:
@@ -345,7 +400,7 @@ def decide(inp: DecisionInput) -> Decision:
     for o in ok:
         v, ci, prob, need, how = judge(o, t, hib)
         verdicts[o.name] = Verdict(o.name, float(o.score), ci, v, prob, _n_of(o), need, how,
-                                   o.setup_usd, o.usd_per_1k, _total(o, inp))
+                                   o.setup_usd, o.usd_per_1k, _total(o, inp), o.device)
 
     # Every pair, simplest first; Holm across the family decides "significant".
     comps: dict[tuple[str, str], PairedComparison] = {}
@@ -432,15 +487,19 @@ def decide(inp: DecisionInput) -> Decision:
         for v in eligible:
             if v is c or v.verdict not in level:
                 continue
-            if _costs_known(c, v) and v.setup_usd > c.setup_usd:
-                be = _break_even(c, v)
-                text = _own_text(c, v, be, inp)
+            prices = like_for_like(outs[c.name], outs[v.name]) if _costs_known(c, v) else None
+            if prices is not None and prices[1].setup_usd > prices[0].setup_usd:
+                be = _break_even(*prices)
+                text = _own_text(outs[c.name], outs[v.name], *prices, be, inp)
                 if text:
                     reasons.append(text)
                 if v.name == "finetune" or break_even is None:
                     break_even = be
-        if c.name != "finetune" and "finetune" in verdicts and _costs_known(c, verdicts["finetune"]) and break_even is None:
-            break_even = _break_even(c, verdicts["finetune"])
+        ft_prices = (like_for_like(outs[c.name], outs["finetune"])
+                     if c.name != "finetune" and "finetune" in verdicts and _costs_known(c, verdicts["finetune"])
+                     else None)
+        if ft_prices is not None and break_even is None:
+            break_even = _break_even(*ft_prices)
         if status == "confirmed":
             steps.append("ship the classical baseline (embeddings + classifier); no LLM or GPU is needed"
                          if c.name == "baseline" else f"ship {c.name}")

@@ -457,6 +457,7 @@ class Assessment:
                 per_example=r.get("per_example") if not corpus_level else None,
                 setup_usd=c.get("setup_usd", 0.0), usd_per_1k=c.get("usd_per_1k_requests", 0.0),
                 reason=r.get("reason", ""), score_fn=fn, n_items=r.get("n") if fn else None,
+                device=c.get("device", ""), prices_elsewhere=decide.prices_of(c.get("also_priced_on")),
             )
         return out
 
@@ -500,6 +501,7 @@ class Assessment:
                 kind=e.cost_kind, n_params=n_params, prompt_tokens=u.prompt_tokens_mean,
                 output_tokens=u.output_tokens_mean, requests_per_month=rpm, hw=hw,
                 embed_params=embed_params, train_batch=spec.finetune.batch_size, **shape,
+                baseline_hw=hw if spec.baseline.device == hw.name else cost.get_hardware(spec.baseline.device),
                 **e.cost_inputs(u, r.get("timings", {})),
             )
         full = None

@@ -308,14 +308,19 @@ class HardwareSpec(_Strict):
     @field_validator("gpu")
     @classmethod
     def _known_gpu(cls, v: str) -> str:
-        from .cost import HARDWARE  # pure, stdlib only
+        return _hardware_name(v)
 
-        names = {k.lower(): k for k in HARDWARE}
-        if v.strip().lower() in names:
-            return names[v.strip().lower()]
-        close = difflib.get_close_matches(v.strip().lower(), list(names), n=1, cutoff=0.6)
-        hint = f"did you mean '{names[close[0]]}'? " if close else ""
-        raise ValueError(f"unknown hardware '{v}'; {hint}known: {', '.join(HARDWARE)}")
+
+def _hardware_name(v: str) -> str:
+    """A name from cost.HARDWARE, in its own spelling; ValueError with a close match otherwise."""
+    from .cost import HARDWARE  # pure, stdlib only
+
+    names = {k.lower(): k for k in HARDWARE}
+    if v.strip().lower() in names:
+        return names[v.strip().lower()]
+    close = difflib.get_close_matches(v.strip().lower(), list(names), n=1, cutoff=0.6)
+    hint = f"did you mean '{names[close[0]]}'? " if close else ""
+    raise ValueError(f"unknown hardware '{v}'; {hint}known: {', '.join(HARDWARE)}")
 
 
 class PromptingSpec(_Strict):
@@ -373,6 +378,14 @@ class RagSpec(_Strict):
 class BaselineSpec(_Strict):
     enabled: bool = True
     k: int = Field(default=8, ge=1)
+    # Where the classical baseline is priced (cost only, not part of its cached result): a team
+    # does run a kNN on a CPU. It is also priced on hardware.gpu to compare like with like.
+    device: str = "CPU"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        return _hardware_name(v)
 
 
 class TaskSpec(_Strict):
@@ -458,6 +471,7 @@ class TaskSpec(_Strict):
         for k, default in (("threshold", None), ("higher_is_better", True)):
             if dumped["target"].get(k) == default:
                 dumped["target"].pop(k)
+        dumped["baseline"].pop("device", None)  # prices the result, does not change it
         return {n: dumped[n] for n in names if not (n in ("format", "judge") and dumped[n] is None)}
 
 

@@ -285,6 +285,33 @@ def test_baseline_runs_on_the_cpu_stand_in():
     assert r["output_tokens"] == 0
 
 
+def test_a_cpu_baseline_is_also_priced_on_the_tasks_gpu():
+    r = estimate_pipeline_cost(kind="baseline", embed_params=2e7, train_tokens=1e5,
+                               **{**COMMON, "prompt_tokens": 50, "hw": HARDWARE["H100"]})
+    # H100: 989e12 * 0.4 = 3.956e14 FLOP/s at $3.00/h; per request 2e9 FLOPs -> 5.0556e-6 s
+    (alt,) = r["also_priced_on"]
+    assert alt["device"] == "H100"
+    assert alt["usd_per_1k_requests"] == pytest.approx(1000 * 2e9 / 3.956e14 * 3.00 / 3600)  # $4.2e-6
+    assert alt["setup_usd"] == pytest.approx(4e12 / 3.956e14 * 3.00 / 3600)  # 0.0101 s of H100
+    assert any("baseline.device" in a and "H100" in a for a in r["assumptions"])
+
+
+def test_a_baseline_on_a_gpu_is_priced_there():
+    r = estimate_pipeline_cost(kind="baseline", embed_params=2e7, train_tokens=1e5, baseline_hw=HARDWARE["L4"],
+                               **{**COMMON, "prompt_tokens": 50, "hw": HARDWARE["H100"]})
+    # L4: 121e12 * 0.4 = 4.84e13 FLOP/s at $0.80/h
+    assert r["device"] == "L4"
+    assert r["usd_per_1k_requests"] == pytest.approx(1000 * 2e9 / 4.84e13 * 0.80 / 3600)
+    assert r["setup_usd"] == pytest.approx(4e12 / 4.84e13 * 0.80 / 3600)
+    assert r["setup_gpu_hours"] == pytest.approx(4e12 / 4.84e13 / 3600)
+    assert r["memory_gb"] == pytest.approx(0.04)  # 2e7 params x 2 bytes (bf16 on a GPU)
+    assert r["also_priced_on"] == [{"device": "H100", "setup_usd": pytest.approx(4e12 / 3.956e14 * 3.00 / 3600),
+                                    "usd_per_1k_requests": pytest.approx(1000 * 2e9 / 3.956e14 * 3.00 / 3600)}]
+    same = estimate_pipeline_cost(kind="baseline", embed_params=2e7, baseline_hw=HARDWARE["H100"],
+                                  **{**COMMON, "prompt_tokens": 50, "hw": HARDWARE["H100"]})
+    assert "also_priced_on" not in same
+
+
 def test_estimate_rejects_unknown_kind_and_handles_no_volume():
     with pytest.raises(ValueError):
         estimate_pipeline_cost(kind="distill", **COMMON)

@@ -15,6 +15,7 @@ from advisor.decide import (
     Decision,
     DecisionInput,
     PipelineOutcome,
+    Price,
     choose_base_model,
     decide,
     meets,
@@ -447,3 +448,43 @@ def test_a_skipped_fine_tune_says_skipped_once():
     d = decide(inp(outcomes["baseline"], skipped("finetune", why)))
     line = d.why_not["finetune"]
     assert line.startswith("skipped: baseline already meets the target") and "skipped: skipped:" not in line
+
+
+# --- costs compared on one device ----------------------------------------------------------------
+
+
+def test_rag_on_a_gpu_is_not_cheaper_to_own_than_a_cpu_baseline_by_an_apples_to_oranges_price():
+    # banking77-like: the baseline (embedder on the 2-core CPU stand-in) $0.0013 per 1k, setup $0.00005;
+    # on the task's H100 the same embedder costs $0.000017 per 1k, setup $0.0000002. RAG on the H100:
+    # setup $0.001, $0.0005 per 1k. At 500,000 requests/month over 12 months (6,000 thousand requests):
+    #   baseline on CPU  $0.00005 + 0.0013 x 6,000 = $7.80   <- what the old text compared RAG with
+    #   baseline on H100 $0.0000002 + 0.000017 x 6,000 = $0.102
+    #   RAG on H100      $0.001 + 0.0005 x 6,000 = $3.00
+    # Like for like (H100) the baseline is cheaper: no "RAG is cheaper to own" claim.
+    base = ok("baseline", 95, setup_usd=0.00005, usd_per_1k=0.0013, device="CPU",
+              prices_elsewhere=(Price("H100", 0.0000002, 0.000017),))
+    rag = ok("rag", 96, setup_usd=0.001, usd_per_1k=0.0005, device="H100")
+    d = decide(inp(base, rag, requests_per_month=500_000))
+    assert d.choice == "baseline"
+    assert not any("costs more to set up" in r for r in d.reasons), d.reasons
+    assert d.break_even_requests is None
+    assert any(r.startswith("it costs $0.0013 per 1,000 requests on CPU") for r in d.reasons)
+    # no like-for-like price at all (nothing priced on the H100 for the baseline): no claim either
+    d = decide(inp(ok("baseline", 95, setup_usd=0.00005, usd_per_1k=0.0013, device="CPU"), rag,
+                   requests_per_month=500_000))
+    assert not any("costs more to set up" in r for r in d.reasons)
+
+
+def test_a_cheaper_to_own_claim_names_the_device_both_are_priced_on():
+    # baseline on H100 $0.002 per 1k (setup $0.0001) vs RAG $0.0005 per 1k (setup $0.001), 500,000/month, 12 months:
+    # baseline $0.0001 + 0.002 x 6,000 = $12.00; RAG $0.001 + 0.0005 x 6,000 = $3.00;
+    # break-even (0.001 - 0.0001) / (0.002e-3 - 0.0005e-3) = 600 requests -> within the first day
+    base = ok("baseline", 95, setup_usd=0.0001, usd_per_1k=0.0013, device="CPU",
+              prices_elsewhere=(Price("H100", 0.0001, 0.002),))
+    rag = ok("rag", 96, setup_usd=0.001, usd_per_1k=0.0005, device="H100")
+    d = decide(inp(base, rag, requests_per_month=500_000))
+    text = next(r for r in d.reasons if r.startswith("rag costs more to set up"))
+    assert "$3.00 vs $12.00 over 12 months at 500,000 requests/month, both priced on H100" in text
+    assert "(baseline is priced on CPU elsewhere in this report: $0.0013 per 1,000 requests)" in text
+    assert d.break_even_requests == pytest.approx(600)
+    assert "after 600 requests (within the first day)" in text

@@ -71,3 +71,26 @@ def test_the_decision_defaults_have_one_source():
     code = "import sys, advisor.spec; print('SCIPY', 'scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "SCIPY False" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_baseline_is_priced_on_baseline_device_and_on_the_tasks_gpu(majority_task):
+    a = majority_task
+    a.base_model = "bundled:smollm2-135m-instruct"
+    ok = {"status": "ok", "score": 0.9, "n": 60, "per_example": [1.0] * 54 + [0.0] * 6}
+    a.results = {"baseline": {**ok, "usage": {"prompt_tokens_mean": 50, "train_tokens": 100_000}},
+                 "rag": {**ok, "usage": {"prompt_tokens_mean": 300, "output_tokens_mean": 2, "query_tokens_mean": 50},
+                         "timings": {"index": 1.0}}}
+    costs = a.costs(134_515_008, {"n_layers": 30, "hidden": 576})["pipelines"]
+    b = costs["baseline"]
+    # all-MiniLM-L6-v2 (22,713,216 params), 50 tokens: 2 x 22,713,216 x 50 = 2.2713e9 FLOPs per request
+    # CPU stand-in 1.92e11 x 0.15 = 2.88e10 FLOP/s at $0.10/h; H100 989e12 x 0.4 = 3.956e14 FLOP/s at $3.00/h
+    flops = 2 * 22_713_216 * 50
+    assert b["device"] == "CPU" and costs["rag"]["device"] == "H100"
+    assert b["usd_per_1k_requests"] == pytest.approx(1000 * flops / 2.88e10 * 0.10 / 3600)
+    assert b["also_priced_on"][0]["device"] == "H100"
+    assert b["also_priced_on"][0]["usd_per_1k_requests"] == pytest.approx(1000 * flops / 3.956e14 * 3.00 / 3600)
+    for name, c in costs.items():
+        a.results[name]["cost"] = c
+    o = a._outcomes()["baseline"]
+    assert o.device == "CPU" and [p.device for p in o.prices_elsewhere] == ["H100"]
+    assert a._outcomes()["rag"].device == "H100"

@@ -343,3 +343,17 @@ def test_a_library_that_rewrites_pyyaml_does_not_change_how_task_files_read(in_t
     with pytest.raises(AdvisorError) as err:
         spec.load("task.yaml")
     assert str(err.value) == case[2]
+
+
+def test_baseline_device_defaults_to_cpu_is_validated_and_does_not_change_cached_results():
+    from advisor.spec import TaskSpec
+
+    raw = {"name": "x", "type": "classification", "labels": ["a", "b"], "data": {"eval": "e.jsonl"},
+           "target": {"metric": "accuracy", "min": 0.5}}
+    s = TaskSpec.model_validate(raw)
+    assert s.baseline.device == "CPU"
+    on_gpu = TaskSpec.model_validate({**raw, "baseline": {"device": "l4"}})
+    assert on_gpu.baseline.device == "L4"
+    assert on_gpu.section("baseline") == s.section("baseline")  # cost only: the stage key is unchanged
+    with pytest.raises(Exception, match="unknown hardware 'H10'.*did you mean 'H100'"):
+        TaskSpec.model_validate({**raw, "baseline": {"device": "H10"}})
