@@ -237,9 +237,11 @@ class Assessment:
         rows = result.get("predictions") or []
         if not rows or self.data.labels is None:
             return None
-        predicted = [r.get("extracted", r["output"]) for r in rows]  # extracted None: unparsable
         gold = [r["expected"][0] for r in rows]
-        return metrics.subset_scorer(self.spec.metric, predicted, gold, self.data.labels)
+        return metrics.subset_scorer(self.spec.metric, _predicted_labels(rows), gold, self.data.labels)
+
+    def _corpus_level(self) -> bool:
+        return metrics.METRICS[self.spec.metric].corpus_level if self.spec.metric in metrics.METRICS else False
 
     def _skip(self, reason: str) -> dict:
         return {"status": "skipped", "reason": reason}
@@ -444,7 +446,7 @@ class Assessment:
     def _outcomes(self) -> dict[str, decide.PipelineOutcome]:
         """Stored stage results as decision inputs; the CI is left to the decision, computed on
         the target metric itself (per-item scores, or a subset scorer for a corpus metric)."""
-        corpus_level = metrics.METRICS[self.spec.metric].corpus_level if self.spec.metric in metrics.METRICS else False
+        corpus_level = self._corpus_level()
         out = {}
         for name in catalogue.names():
             r = self.results.get(name)
@@ -559,9 +561,12 @@ class Assessment:
         spec, data = self.spec, self.data
         device = next((llm.device for llm, _ in self._llms.values()), None)
         pipes = {}
+        corpus_level = self._corpus_level()
         for name in catalogue.names():
             r = dict(self.results.get(name, self._skip("not run")))
-            r.pop("predictions", None)
+            rows = r.pop("predictions", None)
+            if corpus_level and rows:  # what the nightly gate needs to recompute the metric itself
+                r["per_example_prediction"] = _predicted_labels(rows)
             r["reused"] = store.status.get(name) == "reused"
             pipes[name] = r
         src = spec.source
@@ -580,6 +585,7 @@ class Assessment:
                 "source": shown, "n_eval": len(data.eval), "n_train": len(data.train) if data.train else 0,
                 "n_corpus_docs": len(data.corpus) if data.corpus else 0, "labels": data.labels,
                 "hashes": data.hashes, "eval_ids": [e.id for e in data.eval.examples],
+                **({"eval_gold": [e.expected[0] for e in data.eval.examples]} if corpus_level else {}),
                 "finetune_mode": spec.finetune.mode, "trust_remote_code": spec.models.trust_remote_code,
                 "leakage": data.leakage.to_dict() if data.leakage else None,
                 "corpus_skipped": [{"document": d, "reason": r} for d, r in data.corpus_skipped],
@@ -665,3 +671,8 @@ class Assessment:
         per_call = cost.usd_per_request(n_params, usage.prompt_tokens / usage.calls,
                                         usage.output_tokens / usage.calls, hw)
         return round(per_call * usage.calls, 8)
+
+
+def _predicted_labels(rows: list[dict]) -> list[str | None]:
+    """The label each stored prediction was given (extracted; None: unparsable)."""
+    return [r.get("extracted", r["output"]) for r in rows]

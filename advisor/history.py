@@ -277,6 +277,7 @@ def _insert_task(conn: sqlite3.Connection, run_id: int, report: dict, run_dir, c
         "recommendation": {k: rec.get(k) for k in ("choice", "meets_target", "best", "reasons") if k in rec},
         "scores": {n: p.get("score") for n, p in pipes.items()},
         "stages": report.get("stages"),
+        "labels": t.get("labels"),  # a corpus-level metric is computed over this label set
         "advisor_version": report.get("advisor_version"),
         "report_created": report.get("created"),
     }
@@ -304,14 +305,23 @@ def _insert_task(conn: sqlite3.Connection, run_id: int, report: dict, run_dir, c
         )
         scores = p.get("per_example")
         if p.get("status") == "ok" and scores:
-            if len(scores) != len(ids):
-                raise AdvisorError(
-                    f"pipelines.{name}.per_example has {len(scores)} scores but task.eval_ids has {len(ids)}",
-                    where=f"report of task {t['name']}", fix="record a complete report.json",
-                )
+            # a corpus-level target (macro-F1) also stores each item's predicted and gold label
+            preds = p.get("per_example_prediction") or [None] * len(ids)
+            gold = t.get("eval_gold") or [None] * len(ids)
+            for what, values, unit in (("per_example", scores, "scores"), ("per_example_prediction", preds, "labels")):
+                if len(values) != len(ids):
+                    raise AdvisorError(
+                        f"pipelines.{name}.{what} has {len(values)} {unit} but task.eval_ids has {len(ids)}",
+                        where=f"report of task {t['name']}", fix="record a complete report.json",
+                    )
+            if len(gold) != len(ids):
+                raise AdvisorError(f"task.eval_gold has {len(gold)} labels but task.eval_ids has {len(ids)}",
+                                   where=f"report of task {t['name']}", fix="record a complete report.json")
             conn.executemany(
-                "INSERT INTO example_scores(task_run_id, pipeline, item_id, score) VALUES (?, ?, ?, ?)",
-                [(task_run_id, name, i, float(s)) for i, s in zip(ids, scores) if s is not None],
+                "INSERT INTO example_scores(task_run_id, pipeline, item_id, score, prediction, expected)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(task_run_id, name, i, float(s), pr, g) for i, s, pr, g in zip(ids, scores, preds, gold)
+                 if s is not None],
             )
     return task_run_id
 
@@ -349,18 +359,26 @@ class TaskRun:
     created: str | None
     git_commit: str | None
     pipelines: dict[str, dict]  # name -> {status, score, ci, reason}
+    labels: list[str] | None = None  # the task's label set (classification)
 
     def scores(self, conn: sqlite3.Connection, pipeline: str) -> dict[str, float]:
         return dict(conn.execute(
             "SELECT item_id, score FROM example_scores WHERE task_run_id = ? AND pipeline = ?", (self.id, pipeline)
         ).fetchall())
 
+    def predictions(self, conn: sqlite3.Connection, pipeline: str) -> dict[str, tuple[str | None, str]]:
+        """item id -> (predicted label, gold label), for the items whose gold label was stored."""
+        rows = conn.execute(
+            "SELECT item_id, prediction, expected FROM example_scores WHERE task_run_id = ? AND pipeline = ?"
+            " AND expected IS NOT NULL", (self.id, pipeline)).fetchall()
+        return {i: (p, g) for i, p, g in rows}
+
 
 def task_runs(conn: sqlite3.Connection, where: str, args: tuple, limit: int | None = None) -> list[TaskRun]:
     """Task runs matching `where` (over `t` = task_runs, `b` = bench_runs), newest first."""
     sql = (
         "SELECT t.id, t.bench_run_id, t.task, t.metric, t.higher_is_better, t.recommendation, t.eval_hash,"
-        " b.created, b.git_commit FROM task_runs t JOIN bench_runs b ON b.id = t.bench_run_id"
+        " b.created, b.git_commit, t.summary FROM task_runs t JOIN bench_runs b ON b.id = t.bench_run_id"
         f" WHERE {where} ORDER BY t.bench_run_id DESC, t.id DESC" + (f" LIMIT {int(limit)}" if limit else "")
     )
     out = []
@@ -373,8 +391,17 @@ def task_runs(conn: sqlite3.Connection, where: str, args: tuple, limit: int | No
             r[0]: {"status": r[1], "score": r[2], "ci": [r[3], r[4]] if r[3] is not None else None, "reason": r[5]}
             for r in sorted(rows, key=lambda r: _order(r[0]))
         }
-        out.append(TaskRun(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8], pipes))
+        out.append(TaskRun(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8], pipes,
+                           _labels(row[9])))
     return out
+
+
+def _labels(summary: str | None) -> list[str] | None:
+    try:
+        labels = (json.loads(summary) if summary else {}).get("labels")
+    except (ValueError, AttributeError):
+        return None
+    return labels if isinstance(labels, list) else None
 
 
 def tasks(db: str | Path | sqlite3.Connection) -> list[str]:

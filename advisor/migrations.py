@@ -104,6 +104,17 @@ def _m2(conn: sqlite3.Connection) -> None:
         )
 
 
+def _m3(conn: sqlite3.Connection) -> None:
+    """Per item, the label predicted and the gold one: a corpus-level metric (macro-F1) is not a
+    mean of per-item scores, so gating it needs what it is computed from (runs before: NULL)."""
+    _script(conn,
+        """
+        ALTER TABLE example_scores ADD COLUMN prediction TEXT;
+        ALTER TABLE example_scores ADD COLUMN expected TEXT;
+        """
+    )
+
+
 def _loads(text: str | None) -> dict:
     try:
         value = json.loads(text) if text else {}
@@ -115,6 +126,7 @@ def _loads(text: str | None) -> dict:
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
     (1, "bench runs, task runs, pipeline results, per-example scores", _m1),
     (2, "index task runs by task; package versions table (backfilled)", _m2),
+    (3, "per-item predicted and gold labels (corpus-level metrics)", _m3),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

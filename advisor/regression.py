@@ -9,6 +9,10 @@ many comparisons a night, p-values are Holm-adjusted across the run's comparison
 gate. A run regresses (exit 1) when a pipeline's score drops significantly, a pipeline that
 worked now fails, or a task's recommendation differs from its previous run's.
 
+A corpus-level metric (macro-F1) is not a mean of per-item scores: it is recomputed from each
+run's stored per-item labels and compared by a paired bootstrap of the metric itself
+(`stats.paired_metric_compare`), the baseline being its mean over the K runs.
+
 Kept apart from `history` (which stores and reads runs) so that the statistics can change
 without touching the file format, and the reverse.
 """
@@ -54,6 +58,8 @@ def _compare_pipeline(conn, current: TaskRun, previous: list[TaskRun], name: str
             entry["verdict"] = cur["status"]
         return entry
     base_runs = [tr for tr in previous if tr.pipelines.get(name, {}).get("status") == "ok"]
+    if _corpus_level(current.metric):
+        return _compare_corpus_metric(conn, current, base_runs, name, alpha, entry)
     if not base_runs:
         return entry
     now = current.scores(conn, name)
@@ -76,6 +82,59 @@ def _compare_pipeline(conn, current: TaskRun, previous: list[TaskRun], name: str
         ci=[float(c.ci[0]), float(c.ci[1])], p_value=c.p_value, test=c.test,
         worse=(c.diff < 0) if current.higher_is_better else (c.diff > 0),
         verdict="pending",
+    )
+    return entry
+
+
+def _corpus_level(metric: str | None) -> bool:
+    from .metrics import METRICS
+
+    return metric in METRICS and METRICS[metric].corpus_level
+
+
+def _compare_corpus_metric(conn, current: TaskRun, base_runs: list[TaskRun], name: str, alpha: float,
+                           entry: dict) -> dict:
+    """A corpus-level metric (macro-F1) judged on itself: a paired bootstrap over the shared items
+    of the metric recomputed from the stored labels; the baseline is its mean over the runs.
+    (Per-item accuracy, what `per_example` holds for such a task, can stay put while macro-F1 falls.)"""
+    from . import stats
+    from .metrics import subset_scorer
+
+    now = current.predictions(conn, name)
+    if not now:
+        entry.update(verdict="no predictions stored",
+                     note=f"{current.metric} is computed over the whole eval set; this run stored no per-item labels")
+        return entry
+    base = [(tr, tr.predictions(conn, name)) for tr in base_runs]
+    base = [(tr, p) for tr, p in base if p]  # runs recorded before labels were stored cannot be recomputed
+    if not base:
+        if base_runs:
+            entry["note"] = f"the previous runs stored no per-item labels, so their {current.metric} cannot be recomputed"
+        return entry
+    items = [i for i in now if all(i in p for _, p in base)]
+    entry.update(baseline_runs=[tr.bench_run_id for tr, _ in base], n=len(items))
+    if not items:
+        entry["verdict"] = "no shared items"
+        return entry
+    labels = current.labels or sorted({now[i][1] for i in items})
+
+    def scorer(preds: dict) -> stats.SubsetScore:
+        return subset_scorer(current.metric, [preds[i][0] for i in items], [preds[i][1] for i in items], labels)
+
+    fb = scorer(now)
+    olds = [scorer(p) for _, p in base]
+
+    def fa(idx):
+        return sum(f(idx) for f in olds) / len(olds)
+
+    if all(getattr(f, "batch", None) for f in olds):
+        fa.batch = lambda rows: sum(f.batch(rows) for f in olds) / len(olds)
+    c = stats.paired_metric_compare(fa, fb, len(items), names=("baseline", "current"), alpha=alpha)
+    everything = list(range(len(items)))
+    entry.update(
+        baseline=fa(everything), current_on_shared=fb(everything), diff=c.diff,
+        ci=[float(c.ci[0]), float(c.ci[1])], p_value=c.p_value, test=f"{c.test} of {current.metric}",
+        worse=(c.diff < 0) if current.higher_is_better else (c.diff > 0), verdict="pending",
     )
     return entry
 

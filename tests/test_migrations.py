@@ -43,9 +43,9 @@ def test_upgrade_from_v1_keeps_and_backfills_data(tmp_path):
     conn.execute("INSERT INTO bench_runs(created, environment) VALUES (?, ?)",
                  ("2025-12-31T00:00:00+00:00", json.dumps({"packages": {"torch": "2.3.1", "peft": None}})))
     conn.close()
-    conn = history.connect(db)  # migrates 1 -> 2
+    conn = history.connect(db)  # migrates 1 -> 2 -> 3
     try:
-        assert migrations.applied_migrations(conn) == [1, 2]
+        assert migrations.applied_migrations(conn) == [1, 2, 3]
         rows = conn.execute("SELECT name, version FROM packages ORDER BY name").fetchall()
         assert rows == [("peft", None), ("torch", "2.3.1")]
         assert conn.execute("SELECT count(*) FROM bench_runs").fetchone()[0] == 1

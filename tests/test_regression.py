@@ -103,3 +103,71 @@ def test_items_are_aligned_by_id_and_tasks_do_not_mix(tmp_path):
 def test_holm_adjustment():
     assert regression.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
     assert regression.holm([]) == []
+
+
+# --- a corpus-level metric is gated on itself -------------------------------------------------------
+
+
+def _macro_report(pred: list[str], gold: list[str], labels: list[str]) -> dict:
+    """A macro-F1 task: per_example holds per-item accuracy (as the engine stores it), the
+    predicted and gold labels ride along for the metric itself."""
+    from sklearn.metrics import f1_score
+
+    r = report(scores={"prompting": [float(p == g) for p, g in zip(pred, gold)]})
+    r["task"].update(metric="macro_f1", labels=labels, eval_gold=list(gold))
+    p = r["pipelines"]["prompting"]
+    p["score"] = f1_score(gold, pred, labels=labels, average="macro", zero_division=0)
+    p["per_example_prediction"] = list(pred)
+    return r
+
+
+def test_a_macro_f1_drop_with_unchanged_accuracy_is_a_regression(tmp_path):
+    # 60 items: 48 "a", 6 "b", 6 "c". Before: every b and c right, 10 a's called b/c (5 each):
+    #   accuracy 50/60; F1 a = 76/86 = 0.8837, b = c = 12/17 = 0.7059 -> macro-F1 0.7652.
+    # After: every a right, 5 b's and 5 c's called a: accuracy 50/60 again (McNemar: 10 vs 10, p = 1);
+    #   F1 a = 96/106 = 0.9057, b = c = 2/7 = 0.2857 -> macro-F1 0.4924.
+    from sklearn.metrics import f1_score
+
+    labels = ["a", "b", "c"]
+    gold = ["a"] * 48 + ["b"] * 6 + ["c"] * 6
+    before = ["a"] * 38 + ["b"] * 5 + ["c"] * 5 + ["b"] * 6 + ["c"] * 6
+    after = ["a"] * 48 + ["b"] + ["a"] * 5 + ["c"] + ["a"] * 5
+    assert sum(p == g for p, g in zip(before, gold)) == sum(p == g for p, g in zip(after, gold)) == 50
+    assert f1_score(gold, before, average="macro") == pytest.approx(0.7652, abs=1e-4)
+    assert f1_score(gold, after, average="macro") == pytest.approx(0.4924, abs=1e-4)
+    db = tmp_path / "h.sqlite"
+    _history(db, [_macro_report(before, gold, labels) for _ in range(3)])
+    history.record_run(db, _macro_report(after, gold, labels))
+    c = regression.compare(db, k=3)
+    e = next(e for e in c["tasks"][0]["pipelines"] if e["pipeline"] == "prompting")
+    assert e["baseline"] == pytest.approx(0.7652, abs=1e-4) and e["current_on_shared"] == pytest.approx(0.4924, abs=1e-4)
+    assert e["test"] == "paired-bootstrap of macro_f1" and e["n"] == 60
+    assert e["verdict"] == "drop" and e["regressed"] and c["exit_code"] == 1
+    assert "t1/prompting: macro_f1 fell from 0.765" in c["reasons"][0]
+
+
+def test_macro_f1_unchanged_while_accuracy_moves_is_not_a_regression(tmp_path):
+    # The reverse: the same predictions relabelled so that accuracy falls but macro-F1 holds --
+    # swap which items of class a are wrong: identical confusion matrix, so identical macro-F1.
+    labels = ["a", "b"]
+    gold = ["a"] * 30 + ["b"] * 30
+    run1 = ["a"] * 20 + ["b"] * 10 + ["b"] * 20 + ["a"] * 10
+    run2 = ["b"] * 10 + ["a"] * 20 + ["a"] * 10 + ["b"] * 20  # same counts per (gold, predicted) cell
+    db = tmp_path / "h.sqlite"
+    history.record_run(db, _macro_report(run1, gold, labels))
+    history.record_run(db, _macro_report(run2, gold, labels))
+    e = next(e for e in regression.compare(db)["tasks"][0]["pipelines"] if e["pipeline"] == "prompting")
+    assert e["diff"] == pytest.approx(0.0, abs=1e-12) and e["verdict"] == "no significant change"
+
+
+def test_old_runs_without_labels_are_not_gated_on_accuracy(tmp_path):
+    labels = ["a", "b"]
+    gold = ["a"] * 30 + ["b"] * 30
+    old = _macro_report(["a"] * 60, gold, labels)
+    old["task"].pop("eval_gold")
+    old["pipelines"]["prompting"].pop("per_example_prediction")
+    db = tmp_path / "h.sqlite"
+    history.record_run(db, old)
+    history.record_run(db, _macro_report(gold, gold, labels))
+    e = next(e for e in regression.compare(db)["tasks"][0]["pipelines"] if e["pipeline"] == "prompting")
+    assert e["verdict"] == "no baseline" and "cannot be recomputed" in e["note"] and "p_value" not in e
