@@ -146,17 +146,26 @@ def test_a_macro_f1_drop_with_unchanged_accuracy_is_a_regression(tmp_path):
     assert "t1/prompting: macro_f1 fell from 0.765" in c["reasons"][0]
 
 
-def test_macro_f1_unchanged_while_accuracy_moves_is_not_a_regression(tmp_path):
-    # The reverse: the same predictions relabelled so that accuracy falls but macro-F1 holds --
-    # swap which items of class a are wrong: identical confusion matrix, so identical macro-F1.
+def test_accuracy_falling_while_macro_f1_rises_is_not_a_regression(tmp_path):
+    # 60 items: 50 "a", 10 "b". Before: everything called "a": accuracy 50/60, F1 a = 100/110 = 0.9091,
+    # F1 b = 0 -> macro-F1 0.4545. After: every b right, 25 a's called b: accuracy 35/60 -- 25 items
+    # right -> wrong, 10 wrong -> right, exact McNemar p = 2 P(X <= 10 | 35, 1/2) = 0.0167 (a "drop" on
+    # accuracy) -- but F1 a = 50/75 = 0.6667, F1 b = 20/45 = 0.4444 -> macro-F1 0.5556, up.
     labels = ["a", "b"]
-    gold = ["a"] * 30 + ["b"] * 30
-    run1 = ["a"] * 20 + ["b"] * 10 + ["b"] * 20 + ["a"] * 10
-    run2 = ["b"] * 10 + ["a"] * 20 + ["a"] * 10 + ["b"] * 20  # same counts per (gold, predicted) cell
+    gold = ["a"] * 50 + ["b"] * 10
+    before = ["a"] * 60
+    after = ["a"] * 25 + ["b"] * 25 + ["b"] * 10
     db = tmp_path / "h.sqlite"
-    history.record_run(db, _macro_report(run1, gold, labels))
-    history.record_run(db, _macro_report(run2, gold, labels))
-    e = next(e for e in regression.compare(db)["tasks"][0]["pipelines"] if e["pipeline"] == "prompting")
+    history.record_run(db, _macro_report(before, gold, labels))
+    history.record_run(db, _macro_report(after, gold, labels))
+    c = regression.compare(db)
+    e = next(e for e in c["tasks"][0]["pipelines"] if e["pipeline"] == "prompting")
+    assert e["baseline"] == pytest.approx(0.4545, abs=1e-4) and e["current_on_shared"] == pytest.approx(0.5556, abs=1e-4)
+    assert not e["regressed"] and e["verdict"] != "drop" and c["exit_code"] == 0
+    # an identical confusion matrix on other items: the same macro-F1, a difference of exactly 0
+    same = ["b"] * 25 + ["a"] * 25 + ["b"] * 10
+    history.record_run(db, _macro_report(same, gold, labels))
+    e = next(e for e in regression.compare(db, k=1)["tasks"][0]["pipelines"] if e["pipeline"] == "prompting")
     assert e["diff"] == pytest.approx(0.0, abs=1e-12) and e["verdict"] == "no significant change"
 
 
