@@ -94,3 +94,29 @@ def test_the_baseline_is_priced_on_baseline_device_and_on_the_tasks_gpu(majority
     o = a._outcomes()["baseline"]
     assert o.device == "CPU" and [p.device for p in o.prices_elsewhere] == ["H100"]
     assert a._outcomes()["rag"].device == "H100"
+
+
+def test_a_macro_f1_reports_labels_the_history_can_gate_on(majority_task, tmp_path):
+    """report.json carries each item's predicted and gold label for a corpus-level target, and the
+    nightly gate recomputes macro-F1 from them (not per-item accuracy)."""
+    from types import SimpleNamespace
+
+    from advisor import history, regression
+
+    a = majority_task
+    store = SimpleNamespace(status={})
+    reports = []
+    for outputs in (["maj"] * 54 + ["min"] * 6, ["maj"] * 60):  # perfect (macro-F1 1.0), then always "maj"
+        a.results = {"prompting": _result(a, outputs)}
+        reports.append(a.report({"chosen": "m", "table": []}, {}, {"choice": "none"}, store, 0.0))
+    r = reports[1]
+    assert r["task"]["eval_gold"] == ["maj"] * 54 + ["min"] * 6
+    assert r["pipelines"]["prompting"]["per_example_prediction"] == ["maj"] * 60
+    assert "predictions" not in r["pipelines"]["prompting"]
+    db = tmp_path / "h.sqlite"
+    for rep in reports:
+        history.record_run(db, rep)
+    e = next(e for e in regression.compare(db)["tasks"][0]["pipelines"] if e["pipeline"] == "prompting")
+    # 1.0 -> (2*54/114 + 0)/2 = 0.4737 (accuracy only 1.0 -> 0.9)
+    assert e["baseline"] == pytest.approx(1.0) and e["current_on_shared"] == pytest.approx(0.473684, abs=1e-6)
+    assert e["verdict"] == "drop"
