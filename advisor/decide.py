@@ -34,6 +34,7 @@ from advisor.spec import DEFAULT_HORIZON_MONTHS, DEFAULT_MARGIN  # one source: t
 from advisor.stats import (
     ALPHA,
     PairedComparison,
+    agresti_coull_ci,
     bootstrap_ci,
     check_finite,
     holm,
@@ -47,7 +48,6 @@ from advisor.stats import (
     paired_compare,
     paired_metric_compare,
     prob_at_least,
-    wilson_ci,
 )
 
 # The order of operational simplicity (the preference among pipelines that meet the target)
@@ -119,7 +119,7 @@ class Verdict:
     probability: float | None  # P(true score at or beyond the target); None: no scores to tell
     n: int | None
     n_to_confirm: int | None  # eval items in all at which the bound would clear the target
-    interval: str  # wilson | bootstrap | bootstrap-metric | given
+    interval: str  # agresti-coull | bootstrap | bootstrap-metric | given
     setup_usd: float = 0.0
     usd_per_1k: float = 0.0
     total_usd: float | None = None  # setup + requests over the horizon; None: not costed
@@ -180,9 +180,9 @@ def _interval(o: PipelineOutcome, target: float, hib: bool) -> tuple[tuple[float
         x = check_finite(o.per_example)
         n = x.size
         if is_binary(x):
-            ci = wilson_ci(int(x.sum()), n) if o.ci is None else (float(o.ci[0]), float(o.ci[1]))
+            ci = agresti_coull_ci(int(x.sum()), n) if o.ci is None else (float(o.ci[0]), float(o.ci[1]))
             return (ci, prob_at_least(target, x, higher_is_better=hib),
-                    items_to_clear(target, float(x.mean()), n, binary=True, higher_is_better=hib), "wilson")
+                    items_to_clear(target, float(x.mean()), n, binary=True, higher_is_better=hib), "agresti-coull")
         ci = bootstrap_ci(x) if o.ci is None else (float(o.ci[0]), float(o.ci[1]))
         se = float(x.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
         return (ci, prob_at_least(target, x, higher_is_better=hib),

@@ -8,8 +8,9 @@ could have seen (minimum detectable difference) and how many items a real answer
 
 Choices, each the textbook one for its case:
 
-* 0/1 per-example scores (accuracy, exact match): Wilson score interval -- unlike the
-  Wald interval it stays inside [0, 1] and keeps its coverage near 0 and 1.
+* 0/1 per-example scores (accuracy, exact match): Agresti-Coull interval -- unlike the
+  Wald interval it keeps its coverage near 0 and 1, and unlike Wilson's (same centre,
+  narrower) its coverage stays >= 0.93 at n = 40-200 (Wilson's dips to 0.92).
 * continuous per-example scores (token F1): BCa bootstrap (``scipy.stats.bootstrap``)
   with a fixed seed so that reports are reproducible.
 * paired 0/1 scores: exact McNemar test (two-sided binomial test on discordant pairs),
@@ -49,6 +50,7 @@ from scipy import stats as _st
 
 __all__ = [
     "PairedComparison",
+    "agresti_coull_ci",
     "bootstrap_ci",
     "bootstrap_metric",
     "check_finite",
@@ -117,6 +119,26 @@ def wilson_ci(successes: int, n: int, conf: float = 0.95) -> tuple[float, float]
     return (lo, hi)
 
 
+def agresti_coull_ci(successes: int, n: int, conf: float = 0.95) -> tuple[float, float]:
+    """Agresti-Coull interval for a proportion (1998): add z^2/2 successes and failures, then Wald.
+
+    The score interval a report prints for 0/1 items. Wilson's has the same centre but a
+    narrower half-width, and its coverage oscillates below 0.93 for some true rates at the
+    eval sizes this tool is for (0.928 at n = 40, p = 0.8; 0.922 at its worst for p in
+    0.5-0.98), while Agresti-Coull's stays >= 0.933 there (benchmarks/bench_decisions.py; Brown,
+    Cai & DasGupta 2001 recommend it from n = 40). Clipped to [0, 1]; (0, 1) when n == 0.
+    """
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return (0.0, 1.0)
+    z = _z(conf)
+    n_t = n + z * z
+    p_t = (successes + z * z / 2.0) / n_t
+    half = z * math.sqrt(p_t * (1.0 - p_t) / n_t)
+    return (max(0.0, p_t - half), min(1.0, p_t + half))
+
+
 def bootstrap_ci(
     values: Sequence[float], conf: float = 0.95, seed: int = 0, n_resamples: int = 2000
 ) -> tuple[float, float]:
@@ -160,10 +182,10 @@ def is_binary(values: Sequence[float]) -> bool:
 
 
 def score_ci(values: Sequence[float], conf: float = 0.95) -> tuple[float, float]:
-    """CI of a pipeline's mean score: Wilson for 0/1 scores, bootstrap otherwise."""
+    """CI of a pipeline's mean score: Agresti-Coull for 0/1 scores, bootstrap otherwise."""
     x = check_finite(values)
     if is_binary(x):
-        return wilson_ci(int(x.sum()), int(x.size), conf)
+        return agresti_coull_ci(int(x.sum()), int(x.size), conf)
     return bootstrap_ci(x, conf)
 
 
@@ -585,7 +607,7 @@ def items_to_clear(
     """Eval items in all at which the pessimistic 95 % bound would clear the target, if the
     score stayed where it is observed; None when the point score itself does not clear it.
 
-    0/1 scores: the smallest n whose Wilson bound at the observed rate clears the target.
+    0/1 scores: the smallest n whose Agresti-Coull bound at the observed rate clears the target.
     Otherwise: the standard error shrinks as 1/sqrt(n), so n' = n (z se / gap)^2.
     """
     gap = (score - target) if higher_is_better else (target - score)
@@ -596,9 +618,9 @@ def items_to_clear(
         p = min(max(score, 0.0), 1.0)
 
         def clears(m: int) -> bool:
-            z2 = z * z
-            centre = (p + z2 / (2 * m)) / (1 + z2 / m)
-            half = z * math.sqrt(p * (1 - p) / m + z2 / (4 * m * m)) / (1 + z2 / m)
+            m_t = m + z * z
+            centre = (p * m + z * z / 2) / m_t
+            half = z * math.sqrt(centre * (1 - centre) / m_t)
             return (centre - half >= target) if higher_is_better else (centre + half <= target)
 
         if not clears(max_items):

@@ -23,12 +23,12 @@ from advisor.decide import (
 )
 from scipy import stats as st
 
-from advisor.stats import holm, items_to_clear, wilson_ci
+from advisor.stats import agresti_coull_ci, holm, items_to_clear
 
 
 def ok(name, k, n=100, **kw):
     pe = [1.0] * k + [0.0] * (n - k)
-    return PipelineOutcome(name, "ok", k / n, wilson_ci(k, n), pe, **kw)
+    return PipelineOutcome(name, "ok", k / n, agresti_coull_ci(k, n), pe, **kw)
 
 
 def skipped(name, reason):
@@ -43,27 +43,28 @@ def inp(*outcomes, target=0.8, **kw):
     return DecisionInput(metric="accuracy", target=target, outcomes={o.name: o for o in outcomes}, **kw)
 
 
-# Wilson lower bounds used below (n=100): 90 -> 0.8256, 80 -> 0.7112, 76 -> 0.6677, 95 -> 0.8882,
-# 85 -> 0.7672, 86 -> 0.7786, 87 -> 0.7902; (n=60): 54 -> 0.7985, 58 -> 0.8864, 50 -> 0.7197, 44 -> 0.6099.
+# Agresti-Coull lower bounds used below (statsmodels proportion_confint, method="agresti_coull"):
+# (n=100) 90 -> 0.8239, 80 -> 0.7104, 76 -> 0.6671, 95 -> 0.8854, 85 -> 0.7660, 86 -> 0.7774, 87 -> 0.7888;
+# (n=60): 54 -> 0.7951, 58 -> 0.8797, 50 -> 0.7177, 44 -> 0.6091.
 
 
 # --- meets / verdicts --------------------------------------------------------------------------
 
 
 def test_meets_uses_the_pessimistic_ci_bound():
-    assert meets(ok("p", 90), 0.8)  # lower bound 0.8256
-    assert not meets(ok("p", 85), 0.8)  # point 0.85 but lower bound 0.7672
-    assert meets(ok("p", 5), 0.2, higher_is_better=False)  # upper bound 0.1118 <= 0.2
-    assert not meets(ok("p", 15), 0.2, higher_is_better=False)  # upper bound 0.2328
+    assert meets(ok("p", 90), 0.8)  # lower bound 0.8239
+    assert not meets(ok("p", 85), 0.8)  # point 0.85 but lower bound 0.7660
+    assert meets(ok("p", 5), 0.2, higher_is_better=False)  # upper bound 0.1146 <= 0.2
+    assert not meets(ok("p", 15), 0.2, higher_is_better=False)  # upper bound 0.2340
 
 
 def test_meets_edge_cases():
     assert not meets(None, 0.5)
     assert not meets(failed("p", "boom"), 0.0)
     assert not meets(skipped("p", "no data"), 0.0)
-    # no CI given: computed from per-example scores (Wilson 9/10 -> lower 0.596)
+    # no CI given: computed from per-example scores (Agresti-Coull 9/10 -> lower 0.5740, statsmodels)
     o = PipelineOutcome("p", "ok", 0.9, None, [1.0] * 9 + [0.0])
-    assert meets(o, 0.59) and not meets(o, 0.6)
+    assert meets(o, 0.57) and not meets(o, 0.58)
     # neither CI nor per-example scores: the point estimate is all there is
     assert meets(PipelineOutcome("p", "ok", 0.9, None, None), 0.9)
 
@@ -75,14 +76,14 @@ def test_verdicts_meets_likely_misses_with_probability():
     # Jeffreys posterior P(true >= 0.8): Beta(s + 1/2, n - s + 1/2) upper tail
     assert v["prompting"]["probability"] == pytest.approx(st.beta(54.5, 6.5).sf(0.8))
     assert v["baseline"]["probability"] == pytest.approx(st.beta(44.5, 16.5).sf(0.8))
-    assert v["prompting"]["ci"] == pytest.approx([0.7985, 0.9534], abs=1e-4)
+    assert v["prompting"]["ci"] == pytest.approx([0.7951, 0.9568], abs=1e-4)  # statsmodels agresti_coull
 
 
 # --- issue 12's failures, reproduced ------------------------------------------------------------
 
 
 def test_a_finetune_that_meets_the_target_is_not_beaten_by_a_cheaper_one_that_does_not():
-    # RAG 54/60 (lower bound 0.7985 < 0.80), LoRA 58/60 (0.886), p = 0.125 between them:
+    # RAG 54/60 (lower bound 0.7951 < 0.80), LoRA 58/60 (0.880), p = 0.125 between them:
     # the old rule answered "none, best rag" and "no pipeline meets the target"
     d = decide(inp(ok("rag", 54, n=60), ok("finetune", 58, n=60, setup_usd=1)))
     assert (d.choice, d.verdict, d.meets_target, d.best) == ("finetune", "confirmed", True, "finetune")
@@ -97,8 +98,8 @@ def test_the_best_is_never_a_pipeline_that_misses_ahead_of_a_likely_one():
                    ok("finetune", 50, n=60, setup_usd=2)))
     assert (d.choice, d.verdict, d.best) == ("finetune", "provisional", "finetune")
     assert d.probability == pytest.approx(st.beta(50.5, 10.5).sf(0.8))
-    assert d.items_to_confirm == items_to_clear(0.8, 50 / 60, 60, binary=True) - 60 == 554 - 60
-    assert any(s.startswith("to confirm finetune: label about 494 more eval items (554 in all)") for s in d.next_steps)
+    assert d.items_to_confirm == items_to_clear(0.8, 50 / 60, 60, binary=True) - 60 == 556 - 60
+    assert any(s.startswith("to confirm finetune: label about 496 more eval items (556 in all)") for s in d.next_steps)
     assert d.why_not["baseline"].startswith("misses the target: accuracy 0.733")
 
 
@@ -165,7 +166,7 @@ def test_baseline_meets_target_no_llm_needed():
     d = decide(inp(ok("baseline", 95, usd_per_1k=0.01), ok("prompting", 60), ok("rag", 70),
                    ok("finetune", 97, setup_usd=5, usd_per_1k=0.2), requests_per_month=100_000))
     assert (d.choice, d.best, d.meets_target, d.verdict) == ("baseline", "baseline", True, "confirmed")
-    assert d.reasons[0] == "baseline meets the target: accuracy 0.950 (95% CI 0.888–0.978); lower bound 0.888 ≥ target 0.800"
+    assert d.reasons[0] == "baseline meets the target: accuracy 0.950 (95% CI 0.885–0.981); lower bound 0.885 ≥ target 0.800"
     assert any("$1.00 per month at 100,000" in r and "$12.00 over 12 months" in r for r in d.reasons)
     assert set(d.why_not) == {"prompting", "rag", "finetune"}
     assert d.why_not["finetune"].startswith("not needed: baseline is simpler and meets the target")
@@ -352,7 +353,7 @@ def test_base_model_is_the_smallest_not_significantly_worse_than_the_best():
 
 def test_should_run_finetune_auto():
     run, why = should_run_finetune("auto", {"prompting": ok("prompting", 90)}, 0.8)
-    assert run is False and "prompting already meets the target" in why and "0.826" in why
+    assert run is False and "prompting already meets the target" in why and "0.824" in why
     run, why = should_run_finetune("auto", {"prompting": ok("prompting", 70), "rag": skipped("rag", "x")}, 0.8)
     assert run is True and "no cheaper pipeline meets the target" in why
     run, _ = should_run_finetune("AUTO", {"rag": ok("rag", 5)}, 0.2, higher_is_better=False)
