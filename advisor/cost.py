@@ -137,6 +137,12 @@ def get_hardware(name: str, usd_per_hour: float | None = None) -> Hardware:
     return hw
 
 
+def baseline_hardware(device: str, task_hw: Hardware) -> Hardware:
+    """The classical baseline's device (``baseline.device``): the task's card itself, with its
+    price override, when it names that card; else the table's entry."""
+    return task_hw if device.strip().lower() == task_hw.name.lower() else get_hardware(device)
+
+
 def _known_hw(device: Hardware | str | None, default: Hardware) -> Hardware | None:
     """The device a measurement ran on: None means ``default``; an unknown name gives None."""
     if device is None:

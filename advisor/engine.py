@@ -503,7 +503,7 @@ class Assessment:
                 kind=e.cost_kind, n_params=n_params, prompt_tokens=u.prompt_tokens_mean,
                 output_tokens=u.output_tokens_mean, requests_per_month=rpm, hw=hw,
                 embed_params=embed_params, train_batch=spec.finetune.batch_size, **shape,
-                baseline_hw=hw if spec.baseline.device == hw.name else cost.get_hardware(spec.baseline.device),
+                baseline_hw=cost.baseline_hardware(spec.baseline.device, hw),  # read by the baseline kind only
                 **e.cost_inputs(u, r.get("timings", {})),
             )
         full = None

@@ -138,6 +138,7 @@ def _local_rows(spec: TaskSpec, data: TaskData, facts: ModelFacts, c: TokenCount
         if kw is None:
             continue
         rows[e.name] = cost.estimate_pipeline_cost(kind=e.cost_kind, embed_params=emb.params if emb else 0,
+                                                   baseline_hw=cost.baseline_hardware(spec.baseline.device, hw),
                                                    **{**common, **kw})
         if "train_tokens" in kw and e.gated:
             rows[e.name]["train_tokens"] = kw["train_tokens"]

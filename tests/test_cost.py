@@ -385,3 +385,10 @@ def test_usage_record_round_trips_report_json_keys():
     u = Usage.from_dict(stored)
     assert (u.train_tokens_total, u.trainable_params, u.extra) == (900, 4096, {"steps": 7, "lr": 3e-4})
     assert u.to_dict() == stored  # report.json keeps the same keys, nothing added or renamed
+
+
+def test_baseline_device_keeps_the_tasks_price_override_for_its_own_card():
+    task_hw = cost.get_hardware("H100", 2.50)  # hardware: {gpu: H100, usd_per_hour: 2.50}
+    assert cost.baseline_hardware("h100", task_hw).usd_per_hour == 2.50
+    assert cost.baseline_hardware("CPU", task_hw) == HARDWARE["CPU"] and HARDWARE["CPU"].usd_per_hour == 0.10
+    assert cost.baseline_hardware("L4", task_hw).usd_per_hour == 0.80
