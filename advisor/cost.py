@@ -318,7 +318,10 @@ def _baseline_price(embed_params: float, prompt_tokens: float, train_tokens: flo
     return per_request, 2.0 * embed_params * train_tokens / (hw.peak_flops * hw.infer_mfu)
 
 
-KINDS = ("baseline", "prompting", "constrained", "rag", "finetune", "full_finetune")
+KINDS = ("baseline", "prompting", "constrained", "rag", "finetune", "full_finetune", "rag_finetune")
+RETRIEVING = ("rag", "rag_finetune")  # pay an index (setup) and a query embedding per request
+TRAINING = ("finetune", "full_finetune", "rag_finetune")  # pay a training run (setup)
+LORA_KINDS = ("finetune", "rag_finetune")
 
 
 def estimate_pipeline_cost(
@@ -358,6 +361,8 @@ def estimate_pipeline_cost(
     the prompt length: an upper bound). finetune (LoRA) / full_finetune: training on ``hw``
     from 4·N·D / 6·N·D; a measured run is compared with the estimate for the device it ran on,
     and flagged when ``measured_load_per_core`` says the machine was busy with other work.
+    rag_finetune: both -- a LoRA trained on the RAG prompts (its ``train_tokens`` are those
+    longer prompts) plus the index (setup), and RAG's serving cost per request.
     ``memory_params``: the parameters held in memory when they differ from the ones computing
     each token (a mixture of experts holds every expert, uses a few); default ``n_params``.
     """
@@ -400,7 +405,7 @@ def estimate_pipeline_cost(
             f"for a batch of {batch} on {hw.name} at ${hw.usd_per_hour:.2f}/h"
         )
 
-    if kind == "rag":
+    if kind in RETRIEVING:
         q = query_tokens or prompt_tokens
         if embed_params:
             embed_s = 2.0 * embed_params * q / (hw.peak_flops * hw.infer_mfu)
@@ -416,9 +421,11 @@ def estimate_pipeline_cost(
         assumptions.append("rag: vector-store search time is small next to generation and not priced")
         per_request += extra_per_request
 
-    if kind in ("finetune", "full_finetune"):
-        method = "lora" if kind == "finetune" else "full"
-        if kind == "finetune" and not trainable_params:
+    if kind in TRAINING:
+        lora = kind in LORA_KINDS
+        method = "lora" if lora else "full"
+        index_seconds_priced = setup_seconds  # rag_finetune: the index is built once beside the training
+        if lora and not trainable_params:
             trainable_params = 0.01 * n_params
             assumptions.append("finetune: trainable adapter params unknown; assumed 1% of the base model")
         flops = train_flops(n_params, train_tokens, method)
@@ -431,13 +438,13 @@ def estimate_pipeline_cost(
             f"{hw.peak_flops / 1e12:.0f} TFLOP/s ({hw.name}"
             + (f"; {hw.train_mfu:.0%} scaled for a {n_params / 1e9:.2g}B model)" if out["train_mfu"] != hw.train_mfu else ")")
         )
-        setup_seconds = est
+        train_s = est
         mdev = _known_hw(measured_device, hw)
-        if measured_train_seconds is not None and kind == "finetune" and mdev is None:
+        if measured_train_seconds is not None and lora and mdev is None:
             out["train_seconds_measured"] = float(measured_train_seconds)
             out["measured_device"] = str(measured_device)
             assumptions.append(f"training: measured on {measured_device}, which has no hardware entry; not compared")
-        elif measured_train_seconds is not None and kind == "finetune":
+        elif measured_train_seconds is not None and lora:
             est_on_mdev = train_seconds(flops, mdev, n_params=n_params)
             out["train_seconds_measured"] = float(measured_train_seconds)
             out["measured_device"] = mdev.name
@@ -461,8 +468,11 @@ def estimate_pipeline_cost(
                     "runnable processes as it has cores; the measured time is inflated by that contention"
                 )
             if mdev.name == hw.name:
-                setup_seconds = float(measured_train_seconds)
+                train_s = float(measured_train_seconds)
                 assumptions.append(f"training: setup priced from the measured run on {hw.name}")
+        setup_seconds = index_seconds_priced + train_s
+        if index_seconds_priced:
+            out["train_setup_seconds"], out["index_setup_seconds"] = train_s, index_seconds_priced
         act = 0.0
         value_bytes = _value_bytes(hw)
         if n_layers and hidden:
@@ -473,7 +483,7 @@ def estimate_pipeline_cost(
             )
         if hw.name == "CPU":
             assumptions.append("memory: fp32 on the CPU stand-in (4 bytes per weight and activation)")
-        if kind == "finetune":
+        if lora:
             memory = lora_memory_gb(mem_n, trainable_params, act, bytes_per_param=value_bytes)
             out["qlora_memory_gb"] = qlora_memory_gb(mem_n, trainable_params, act)
         else:

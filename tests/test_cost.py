@@ -257,6 +257,29 @@ def test_finetune_measured_on_an_unknown_device_is_reported_not_compared():
     assert any("no hardware entry" in a for a in r["assumptions"])
 
 
+def test_rag_finetune_pays_training_and_index_once_and_rag_serving_per_request():
+    # serving is RAG's: 0.44 $/1k for 100 prompt + 10 output tokens on X (test_prompting_estimate)
+    # plus the query embedding 2 * 1e8 * 50 / 5e11 = 0.02 s = $0.00002 -> +0.02 $/1k
+    kw = dict(kind="rag_finetune", embed_params=1e8, query_tokens=50, train_tokens=1e6, trainable_params=1e7,
+              **COMMON)
+    r = estimate_pipeline_cost(measured_train_seconds=10_000, index_seconds=100, **kw)
+    assert r["usd_per_1k_requests"] == pytest.approx(0.44 + 0.02)
+    # setup: the measured 10,000 s of training on X + the 100 s index build = 10,100 s at $0.001/s
+    assert r["setup_seconds"] == pytest.approx(10_100.0)
+    assert r["setup_usd"] == pytest.approx(10.1)
+    assert r["setup_gpu_hours"] == pytest.approx(10_100 / 3600)
+    assert (r["train_setup_seconds"], r["index_setup_seconds"]) == (pytest.approx(10_000.0), pytest.approx(100.0))
+    # training is a LoRA's: 4·N·D = 4 * 1e9 * 1e6 = 4e15 FLOPs, memory 2 GB frozen + 1e7 * 16 bytes
+    assert r["train_flops"] == 4e15 and r["memory_gb"] == pytest.approx(2.16)
+    assert r["measured_mfu"] == pytest.approx(0.4)  # 4e15 / (1e4 s * 1e12)
+    # nothing measured: estimated training 4e15 / (1e12 * 0.5 * S1B) + index from 1e6 corpus tokens
+    # (2 * 1e8 * 1e6 / 5e11 = 400 s)
+    r = estimate_pipeline_cost(corpus_tokens=1e6, **kw)
+    assert r["setup_seconds"] == pytest.approx(8000 / S1B + 400, rel=1e-4)
+    assert r["setup_usd"] == pytest.approx(8.0 / S1B + 0.4, rel=1e-4)
+    assert r["usd_per_1k_requests"] == pytest.approx(0.46)
+
+
 def test_finetune_defaults_trainable_to_one_percent_and_adds_activations():
     r = estimate_pipeline_cost(kind="finetune", train_tokens=1e6, n_layers=24, hidden=1024, **COMMON)
     act = activation_gb(24, 1024, 110, 8)  # seq = prompt + output
