@@ -357,6 +357,10 @@ class RagSpec(_Strict):
     chunk_chars: int = Field(default=800, ge=50)
     chunk_overlap: int = Field(default=100, ge=0)
     chroma_url: str | None = None
+    # RAG + fine-tune (RAFT): share of its training prompts whose gold passage is left out, so the
+    # adapter also learns from retrieved context that does not hold the answer (documents mode).
+    # None: the measured default (pipelines/rag_finetune.DEFAULT_DISTRACTOR_SHARE)
+    distractor_share: float | None = Field(default=None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> "RagSpec":
@@ -468,9 +472,10 @@ class TaskSpec(_Strict):
         dumped = self.model_dump(mode="json")
         # fields added later are left out at their defaults, so that stage keys of tasks that
         # do not use them (and the results cached under those keys) stay the same
-        for k, default in (("threshold", None), ("higher_is_better", True)):
-            if dumped["target"].get(k) == default:
-                dumped["target"].pop(k)
+        for section, k, default in (("target", "threshold", None), ("target", "higher_is_better", True),
+                                    ("rag", "distractor_share", None)):
+            if dumped[section].get(k) == default:
+                dumped[section].pop(k)
         dumped["baseline"].pop("device", None)  # prices the result, does not change it
         return {n: dumped[n] for n in names if not (n in ("format", "judge") and dumped[n] is None)}
 

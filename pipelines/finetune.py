@@ -144,9 +144,7 @@ class FinetunePipeline:
         self.accel = Accelerator(mixed_precision="no", cpu=not self.cuda)
         t_setup = time.perf_counter()
 
-        train_ex = ctx.data.train.examples
-        prompts = [build_messages(spec, ctx.data.labels, e.input) for e in train_ex]
-        answers = [demo_answer(e.expected[0], spec.format_rules()) for e in train_ex]  # in the task's format
+        prompts, answers = self.train_pairs(ctx)
         encoded = encode_pairs(llm.tokenizer, prompts, answers, ft.max_length)
         tr_idx, val_idx = split_val(len(encoded), ft.val_fraction, ft.seed)
         train, val = [encoded[i] for i in tr_idx], [encoded[i] for i in val_idx]
@@ -232,6 +230,14 @@ class FinetunePipeline:
                 f"CPU run of all {planned} planned steps, fp32: a stand-in for the GPU run with the same steps; "
                 f"its time and cost are estimated for {spec.hardware.gpu} (4·N·D), not measured."
             )
+
+    def train_pairs(self, ctx: RunContext) -> tuple[list[list[dict]], list[str]]:
+        """(chat prompts, target answers) of the train set: the zero-shot prompt prompting uses.
+        A hook: RAG + fine-tune trains on the RAG prompts instead (pipelines/rag_finetune.py)."""
+        spec, train_ex = ctx.spec, ctx.data.train.examples
+        prompts = [build_messages(spec, ctx.data.labels, e.input) for e in train_ex]
+        answers = [demo_answer(e.expected[0], spec.format_rules()) for e in train_ex]  # in the task's format
+        return prompts, answers
 
     # ------------------------------------------------------------------ the loop
     def _autocast(self):

@@ -178,7 +178,10 @@ class RagPipeline:
         )
 
     def _retrieve(self, batch: dict) -> dict:
-        """{examples, exclude_self} -> + passages / demos / retrieved ids per example (batched)."""
+        """{examples, exclude_self[, k]} -> + passages / demos / retrieved ids per example (batched).
+
+        ``k`` (documents only) asks for more passages than the pipeline's k: RAG + fine-tune
+        draws distractors from them."""
         t0 = time.perf_counter()
         examples = batch["examples"]
         queries = [e.input for e in examples]
@@ -196,7 +199,7 @@ class RagPipeline:
         if self.uses_docs:
             if vectors is None:
                 vectors = self.embeddings.embed_many(queries, desc="RAG: embedding queries")
-            hits = query_collection(self.doc_col, vectors, self.k)
+            hits = query_collection(self.doc_col, vectors, batch.get("k") or self.k)
             for row, hs in zip(rows, hits):
                 row["passages"] = [(h["metadata"].get("title", ""), h["text"]) for h in hs]
                 row["ids"] += [h["id"] for h in hs]
