@@ -111,6 +111,7 @@ class _ModelState:
 
 class FinetunePipeline:
     name = "finetune"
+    adapter_folder = "adapter"  # in the run folder (the stage's artifact)
 
     def __init__(self, *, share_prefix: bool = True):
         self.share_prefix = share_prefix  # pack micro-batches around a shared prompt prefix when possible
@@ -128,7 +129,7 @@ class FinetunePipeline:
         self.ctx = ctx
         spec, ft, llm = ctx.spec, ctx.spec.finetune, ctx.llm
         run_dir = ctx.run_dir or Path(tempfile.mkdtemp(prefix="advisor-finetune-"))
-        self.adapter_dir = Path(run_dir) / "adapter"
+        self.adapter_dir = Path(run_dir) / self.adapter_folder
         self.cuda = str(llm.device).startswith("cuda")
         if ft.devices > 1:
             from .finetune_launch import in_launched_process, launch_training

@@ -101,6 +101,7 @@ def training_prompts(rag: RagPipeline, train: Sequence["Example"], share: float,
 
 class RagFinetunePipeline(FinetunePipeline):
     name = "rag_finetune"
+    adapter_folder = "adapter-rag"  # beside the closed-book LoRA's "adapter"
 
     def __init__(self, *, distractor_share: float | None = None, share_prefix: bool = True):
         super().__init__(share_prefix=share_prefix)
