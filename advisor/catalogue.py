@@ -189,6 +189,34 @@ def gate_reason(s: Situation) -> str:
     return should_run_finetune(s.spec.finetune.mode, cheaper, s.spec.target.min, s.spec.higher_is_better)[1]
 
 
+def _rag_finetune_applies(s: Situation) -> str | None:
+    """A fine-tune step that also needs RAG: in auto mode only when retrieval helped prompting
+    (retrieval that hurt is no reason to train on its prompts) and nothing cheaper — the
+    closed-book fine-tune included — meets the target."""
+    from .decide import should_run_finetune
+
+    why = finetune_gate(s)
+    if why is not None:
+        return why
+    rag = s.outcomes.get("rag")
+    if rag is None or rag.status != "ok" or rag.score is None:
+        return "RAG did not run, so there are no RAG prompts to train on" + (f" ({rag.reason})" if rag and rag.reason
+                                                                                else "")
+    if s.spec.finetune.mode != "auto":
+        return None
+    run, why = should_run_finetune("auto", s.outcomes, s.spec.target.min, s.spec.higher_is_better,
+                                   cheaper=names()[: rank("rag_finetune")])
+    if not run:
+        return why
+    prompting = s.outcomes.get("prompting")
+    if prompting is not None and prompting.status == "ok" and prompting.score is not None:
+        helped = rag.score > prompting.score if s.spec.higher_is_better else rag.score < prompting.score
+        if not helped:
+            return (f"RAG did not help prompting ({rag.score:.3g} vs {prompting.score:.3g}), so its prompts are no "
+                    "better to train on (--finetune always runs it anyway)")
+    return None
+
+
 # ---------------------------------------------------------------------------- cost inputs
 
 
@@ -207,6 +235,11 @@ def _finetune_cost(u: "Usage", timings: dict) -> dict:
             "measured_load_per_core": u.cpu_load_per_core, "train_seq_len": u.train_seq_len}
 
 
+def _rag_finetune_cost(u: "Usage", timings: dict) -> dict:
+    """Training on the RAG prompts (a LoRA's inputs) and RAG's index and query embedding."""
+    return {**_rag_cost(u, timings), **_finetune_cost(u, timings)}
+
+
 def _baseline_estimate(c: TokenCounts, spec) -> dict | None:
     # no LLM: the embedder reads each input once (the LLM's tokenizer stands in for its own)
     return {"prompt_tokens": c.input_only, "train_tokens": c.train_input, "output_tokens": 0} if c.train_input else None
@@ -222,6 +255,16 @@ def _finetune_estimate(c: TokenCounts, spec) -> dict | None:
     if not c.train_tokens:
         return None
     return {"prompt_tokens": c.zero, "train_tokens": c.train_tokens, "train_seq_len": int(c.train_per_example),
+            "train_batch": spec.finetune.batch_size}
+
+
+def _rag_finetune_estimate(c: TokenCounts, spec) -> dict | None:
+    """The configured fine-tune with the retrieved passages added to every training prompt."""
+    rag, ft = _rag_estimate(c, spec), _finetune_estimate(c, spec)
+    if rag is None or ft is None or not c.train_per_example:
+        return None
+    per = c.train_per_example + max(0.0, c.rag_prompt - c.zero)
+    return {**rag, "train_tokens": c.train_tokens * per / c.train_per_example, "train_seq_len": int(per),
             "train_batch": spec.finetune.batch_size}
 
 
@@ -255,4 +298,12 @@ FINETUNE = register(PipelineEntry(
     key_sections=("prompting", "finetune", "hardware"), cost_kind="finetune", applies=finetune_gate,
     cost_inputs=_finetune_cost, estimate_inputs=_finetune_estimate, artifacts=("adapter",), gated=True,
     requires=("train",), colour="#16a34a",
+))
+# a LoRA trained on RAG's own prompts, evaluated through RAG's chain on the adapter: the last step
+RAG_FINETUNE = register(PipelineEntry(
+    name="rag_finetune", title="RAG + fine-tune", factory="pipelines.rag_finetune:RagFinetunePipeline",
+    model="finetune_base", key_sections=("prompting", "rag", "finetune", "hardware", "models"),
+    cost_kind="rag_finetune", applies=_rag_finetune_applies, cost_inputs=_rag_finetune_cost,
+    estimate_inputs=_rag_finetune_estimate, artifacts=("adapter-rag",), gated=True,
+    requires=("train", "corpus_or_train"), colour="#0d9488",
 ))

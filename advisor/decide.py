@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 from advisor import catalogue, cost
 from advisor.spec import DEFAULT_HORIZON_MONTHS, DEFAULT_MARGIN  # one source: the spec's defaults
@@ -566,14 +566,15 @@ def decide(inp: DecisionInput) -> Decision:
             p = sig.p_holm if sig.p_holm is not None else sig.p_value
             d = sig.diff if sig.b_name == name else -sig.diff
             why_not[name] += f"; it scores significantly higher than {chosen} ({d:+.3f}, Holm p={p:.3g})"
-        if name == "finetune" and chosen != "finetune":
+        e = catalogue.entry(name)
+        if e is not None and e.gated and chosen != name:  # a fine-tune step: what it beat, paired
             wins = []
-            for other in ("prompting", "constrained", "rag"):
+            for other in catalogue.names()[1: catalogue.rank(name)]:  # the LLM pipelines before it
                 if other == chosen:
                     continue
-                s = better(other, "finetune")
+                s = better(other, name)
                 if s is not None:
-                    d = s.diff if s.b_name == "finetune" else -s.diff
+                    d = s.diff if s.b_name == name else -s.diff
                     wins.append(f"{other} ({d:+.3f}, Holm p={s.p_holm:.3g})")
             if wins:
                 why_not[name] += f"; it is significantly better than {' and '.join(wins)}"
@@ -641,20 +642,25 @@ def _next_steps(inp: DecisionInput, outs: dict[str, PipelineOutcome], verdicts: 
     if best is not None:
         model = f" than {inp.base_model}" if inp.base_model else ""
         steps.append(f"try a bigger base model{model}")
-    ft = outs.get("finetune")
+    ft, rf = outs.get("finetune"), outs.get("rag_finetune")
+    rag, prompting = verdicts.get("rag"), verdicts.get("prompting")
+    rag_helped = rag is not None and (prompting is None or (rag.score > prompting.score) == inp.higher_is_better)
+    # RAG + fine-tune is worth asking for when retrieval helped (retrieval that hurt prompting is no
+    # reason to train on its prompts); once it has run, its verdict is in the lines above
+    rf_untried = rag_helped and (rf is None or rf.status == "skipped")
     if ft is None or ft.status == "skipped":
-        steps.append("run the fine-tune (--finetune always)" if inp.has_train else
+        both = " and RAG + fine-tune, a LoRA trained on the RAG prompts" if rf_untried else ""
+        steps.append(f"run the fine-tune{both} (--finetune always)" if inp.has_train else
                      "collect a labelled train set: it enables the classical baseline, few-shot prompting and a fine-tune")
-    elif "finetune" in verdicts and verdicts["finetune"].verdict == "misses":
-        steps.append("add more training data (or epochs) for the fine-tune")
+    else:
+        if "finetune" in verdicts and verdicts["finetune"].verdict == "misses":
+            steps.append("add more training data (or epochs) for the fine-tune")
+        if rf_untried and inp.has_train:
+            steps.append("run RAG + fine-tune, a LoRA trained on the RAG prompts (--finetune always)")
     if "finetune" in verdicts and inp.budget_setup_usd is not None and verdicts["finetune"].setup_usd > inp.budget_setup_usd:
         steps.append(f"raise budget.setup_usd to at least {_usd(verdicts['finetune'].setup_usd)} or train on cheaper hardware")
-    rag, prompting = verdicts.get("rag"), verdicts.get("prompting")
     if not inp.has_corpus and rag is None:
         steps.append("add a document corpus (or use rag mode 'examples') to try RAG")
-    rag_helped = rag is not None and (prompting is None or (rag.score > prompting.score) == inp.higher_is_better)
-    if rag_helped and "finetune" in verdicts:  # retrieval that hurt prompting is no reason to add it to the adapter
-        steps.append("combine RAG with the fine-tune (retrieve on top of the adapter)")
     o = outs.get(best.name) if best is not None else None
     if o is not None and o.per_example and o.score_fn is None and mdd is not None and mdd > LARGE_MDD:
         gap = LARGE_MDD / 2
@@ -709,9 +715,11 @@ def choose_base_model(table: list[dict], higher_is_better: bool = True, alpha: f
 
 
 def should_run_finetune(
-    mode: str, outcomes: dict[str, PipelineOutcome], target: float, higher_is_better: bool = True
+    mode: str, outcomes: dict[str, PipelineOutcome], target: float, higher_is_better: bool = True,
+    cheaper: Sequence[str] | None = None,
 ) -> tuple[bool, str]:
-    """--finetune auto|always|never: auto trains only when no cheaper pipeline meets the target."""
+    """--finetune auto|always|never: auto trains only when no cheaper pipeline meets the target
+    (``cheaper``: the catalogue's non-gated pipelines unless given)."""
     m = str(mode).strip().lower()
     if m not in FINETUNE_MODES:
         raise ValueError(f"finetune mode must be one of {FINETUNE_MODES}, got {mode!r}")
@@ -719,7 +727,7 @@ def should_run_finetune(
         return False, "fine-tune disabled (finetune mode 'never')"
     if m == "always":
         return True, "fine-tune forced (finetune mode 'always')"
-    for name in catalogue.cheaper_than_gated():
+    for name in catalogue.cheaper_than_gated() if cheaper is None else cheaper:
         o = outcomes.get(name)
         if o is not None and meets(_screen(o), target, higher_is_better):
             (lo, hi), _, _, _ = _interval(o, target, higher_is_better)

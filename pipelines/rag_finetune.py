@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from advisor.metrics import demo_answer
 
-from .base import PipelineOutput, RunContext, SkipPipeline
+from .base import PipelineOutput, RunContext, SkipPipeline, Usage
 from .finetune import FinetunePipeline, _ModelState
 from .rag import RagPipeline
 from .rag_index import source_of
@@ -176,10 +176,11 @@ class RagFinetunePipeline(FinetunePipeline):
             out = self.rag.predict(examples)
         finally:
             state.restore(peft_model, model)
-        u = out.usage
-        usage = {**self.usage, "prompt_tokens_mean": u["prompt_tokens_mean"], "output_tokens_mean": u["output_tokens_mean"],
-                 "query_tokens_mean": u["query_tokens_mean"], "corpus_tokens": u["corpus_tokens"],
-                 "index_chunks": u["index_chunks"], "distractor_share": self.prompt_summary["distractor_share"]}
+        u = out.usage  # RAG's per-request figures on top of the training ones
+        usage = Usage.from_dict({**self.usage, "distractor_share": self.prompt_summary["distractor_share"],
+                                 "index_chunks": u.extra.get("index_chunks")})
+        usage.prompt_tokens_mean, usage.output_tokens_mean = u.prompt_tokens_mean, u.output_tokens_mean
+        usage.query_tokens_mean, usage.corpus_tokens = u.query_tokens_mean, u.corpus_tokens
         rag_t = {k: v for k, v in out.timings.items() if k in ("index", "select_reader", "retrieve", "chain")}
         timings = {**self.timings, **rag_t, "load_adapter": round(load_s, 3), "choose_extractor": round(choose_s, 3),
                    "predict": out.timings["predict"]}

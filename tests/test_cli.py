@@ -55,7 +55,7 @@ def test_estimate_json_prices_every_pipeline(tmp_path):
     res = runner.invoke(app, ["estimate", str(tmp_path / "task.yaml"), "--json"])
     assert res.exit_code == 0, res.output
     est = json.loads(res.stdout)
-    assert set(est["pipelines"]) == {"baseline", "prompting", "rag", "finetune", "full_finetune"}
+    assert set(est["pipelines"]) == {"baseline", "prompting", "rag", "finetune", "full_finetune", "rag_finetune"}
     base = est["pipelines"]["baseline"]
     assert base["device"] == "CPU" and base["setup_gpu_hours"] == 0 and base["output_tokens"] == 0
     assert 0 < base["usd_per_1k_requests"]
@@ -65,6 +65,10 @@ def test_estimate_json_prices_every_pipeline(tmp_path):
     assert full["memory_gb"] > ft["memory_gb"]
     # 8 retrieved examples make longer prompts than the 4 fixed shots
     assert est["pipelines"]["rag"]["prompt_tokens"] > est["pipelines"]["prompting"]["prompt_tokens"]
+    # RAG + fine-tune: trained on those longer prompts, served like RAG
+    rf, rag = est["pipelines"]["rag_finetune"], est["pipelines"]["rag"]
+    assert rf["train_flops"] > ft["train_flops"] and rf["setup_usd"] > ft["setup_usd"] + rag["setup_usd"]
+    assert (rf["prompt_tokens"], rf["usd_per_1k_requests"]) == (rag["prompt_tokens"], rag["usd_per_1k_requests"])
     assert est["hardware"]["name"] == "L4"
 
 

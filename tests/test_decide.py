@@ -149,9 +149,28 @@ def test_none_only_when_nothing_is_even_likely():
     assert d.headline.startswith("no pipeline is even likely to meet the target 0.800; the best is finetune")
     steps = " | ".join(d.next_steps)
     assert "bigger base model than smollm2-135m" in steps and "more training data" in steps
-    assert "combine RAG with the fine-tune" in steps  # RAG 0.60 helped over prompting 0.50
+    # RAG 0.60 helped over prompting 0.50, and RAG + fine-tune has not run: suggested
+    assert "run RAG + fine-tune, a LoRA trained on the RAG prompts (--finetune always)" in steps
     hurt = decide(inp(ok("prompting", 60), ok("rag", 50), ok("finetune", 75), has_corpus=True))
-    assert not any("combine RAG" in s for s in hurt.next_steps)  # retrieval made prompting worse
+    assert not any("RAG + fine-tune" in s for s in hurt.next_steps)  # retrieval made prompting worse
+
+
+def test_rag_finetune_that_ran_is_judged_not_suggested():
+    # prompting 0.50, RAG 0.55, RAG + fine-tune 0.75 (all under the 0.80 target, n = 100 each):
+    # 20 more items right than RAG and none fewer -> exact McNemar p = 2 * 0.5**20 ≈ 1.9e-6
+    d = decide(inp(ok("prompting", 50), ok("rag", 55), skipped("finetune", "off"),
+                   ok("rag_finetune", 75, setup_usd=2), has_corpus=True))
+    assert (d.choice, d.best) == ("none", "rag_finetune")
+    assert not any("RAG + fine-tune" in s for s in d.next_steps)  # it ran: no longer merely suggested
+    assert "run the fine-tune (--finetune always)" in d.next_steps
+    line = d.why_not["rag_finetune"]
+    assert "significantly better than prompting (+0.250" in line and "rag (+0.200" in line
+    rag_vs = next(c for c in d.comparisons if (c["a_name"], c["b_name"]) == ("rag", "rag_finetune"))
+    assert rag_vs["p_value"] == pytest.approx(2 * 0.5 ** 20)
+    # both fine-tunes skipped while RAG helped: one step asks for both
+    d = decide(inp(ok("prompting", 50), ok("rag", 55), skipped("finetune", "off"), skipped("rag_finetune", "off")))
+    assert "run the fine-tune and RAG + fine-tune, a LoRA trained on the RAG prompts (--finetune always)" \
+        in d.next_steps
 
 
 def test_with_none_a_simpler_pipeline_is_named_best_only_when_non_inferior():
@@ -168,7 +187,7 @@ def test_baseline_meets_target_no_llm_needed():
     assert (d.choice, d.best, d.meets_target, d.verdict) == ("baseline", "baseline", True, "confirmed")
     assert d.reasons[0] == "baseline meets the target: accuracy 0.950 (95% CI 0.885–0.981); lower bound 0.885 ≥ target 0.800"
     assert any("$1.00 per month at 100,000" in r and "$12.00 over 12 months" in r for r in d.reasons)
-    assert set(d.why_not) == {"prompting", "rag", "finetune"}
+    assert set(d.why_not) == {"prompting", "rag", "finetune", "rag_finetune"}
     assert d.why_not["finetune"].startswith("not needed: baseline is simpler and meets the target")
     assert d.next_steps and "no LLM or GPU" in d.next_steps[0]
 
@@ -300,7 +319,7 @@ def test_pipelines_absent_from_outcomes_are_explained():
     d = decide(inp(ok("prompting", 90), has_corpus=False, has_train=False))
     assert d.choice == "prompting"
     assert d.why_not == {"baseline": "not run: no train set", "rag": "not run: no corpus and no train examples to retrieve",
-                         "finetune": "not run: no train set"}
+                         "finetune": "not run: no train set", "rag_finetune": "not run: no train set"}
 
 
 def test_no_train_set():
@@ -324,12 +343,14 @@ def test_all_failed():
 def test_everything_skipped():
     d = decide(inp(*(skipped(n, f"{n} off") for n in ("baseline", "prompting", "rag", "finetune"))))
     assert d.choice == "none" and d.best is None
-    assert d.why_not == {n: f"skipped: {n} off" for n in ("baseline", "prompting", "rag", "finetune")}
+    assert d.why_not == {**{n: f"skipped: {n} off" for n in ("baseline", "prompting", "rag", "finetune")},
+                         "rag_finetune": "not run"}
 
 
 def test_empty_outcomes():
     d = decide(inp())
-    assert d.choice == "none" and d.best is None and set(d.why_not) == {"baseline", "prompting", "rag", "finetune"}
+    assert d.choice == "none" and d.best is None
+    assert set(d.why_not) == {"baseline", "prompting", "rag", "finetune", "rag_finetune"}
 
 
 # --- base model -------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def test_estimate_prices_an_8b_that_is_not_downloaded(task):
     assert "approximation" in hub["tokenizer"] and "own tokenizer" in folder["tokenizer"]
     for cand in (hub, folder):
         rows = cand["pipelines"]
-        assert set(rows) == {"baseline", "prompting", "rag", "finetune", "full_finetune"}
+        assert set(rows) == {"baseline", "prompting", "rag", "finetune", "full_finetune", "rag_finetune"}
         for name, c in rows.items():
             assert c["usd_per_1k_requests"] > 0 and c["device_hours_per_1k"] > 0, name
         for name in ("finetune", "full_finetune"):

@@ -171,3 +171,46 @@ def test_retrieved_demonstrations_never_include_the_item_itself(tmp_path, fake_e
     # the demonstrations are the item's nearest *other* examples, nearest last, as at evaluation
     card = prompts[0]
     assert card[4]["content"] == "card" and card[3]["content"] in {r["text"] for r in CLS_TRAIN[1:3]}
+
+
+# ---------------------------------------------------------------------------------------------
+# when the workflow runs it (catalogue entry)
+
+
+def _outcome(name, k, n=100):
+    from advisor.decide import PipelineOutcome
+    from advisor.stats import wilson_ci
+
+    return PipelineOutcome(name, "ok", k / n, wilson_ci(k, n), [1.0] * k + [0.0] * (n - k))
+
+
+def test_runs_in_auto_mode_only_when_rag_helped_and_nothing_cheaper_meets(tmp_path):
+    from advisor import catalogue
+    from advisor.decide import PipelineOutcome
+
+    qa = [{"id": f"q{i}", "question": f"question {i}?", "answer": ["a"], "ctx": "d-walrus"} for i in range(16)]
+    for name, rows in {"corpus.jsonl": DOCS, "train.jsonl": qa, "eval.jsonl": qa[:2]}.items():
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "task.yaml").write_text(QA_TASK.replace("min: 0.5", "min: 0.8"))
+    spec = load(tmp_path / "task.yaml")
+    data = load_task_data(spec)
+    entry = catalogue.entry("rag_finetune")
+    assert catalogue.names()[-2:] == ("finetune", "rag_finetune") and entry.gated and entry.title == "RAG + fine-tune"
+
+    def why(mode="auto", base="m", **outs):
+        spec.finetune.mode = mode
+        return entry.applies(catalogue.Situation(spec, data, outs, "m", base))
+
+    helped = dict(prompting=_outcome("prompting", 50), rag=_outcome("rag", 60), finetune=_outcome("finetune", 55))
+    assert why(**helped) is None
+    hurt = {**helped, "rag": _outcome("rag", 45)}
+    assert why(**hurt).startswith("RAG did not help prompting (0.45 vs 0.5)")
+    assert why("always", **hurt) is None
+    assert "disabled" in why("never", **helped)
+    # something cheaper meets the 0.80 target (lower 95% bound 0.88 at 95/100): not worth training
+    assert why(**{**helped, "finetune": _outcome("finetune", 95)}).startswith("skipped: finetune already meets")
+    assert why(**{**helped, "rag": _outcome("rag", 95)}).startswith("skipped: rag already meets")
+    assert why("always", **{**helped, "finetune": _outcome("finetune", 95)}) is None
+    no_rag = {**helped, "rag": PipelineOutcome("rag", "failed", None, None, None, reason="boom")}
+    assert why("always", **no_rag) == "RAG did not run, so there are no RAG prompts to train on (boom)"
+    assert why(base=None, **helped).startswith("every candidate is an endpoint")
