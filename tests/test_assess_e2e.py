@@ -70,8 +70,8 @@ def test_assess_report_contract(tiny_task, tmp_path):
 
     pipes = report["pipelines"]
     # the contract's four pipelines; later pipelines are added beside them, never instead of them
-    assert set(pipes) == {"baseline", "prompting", "constrained", "rag", "finetune"}
-    assert pipes["finetune"]["status"] == "skipped"
+    assert set(pipes) == {"baseline", "prompting", "constrained", "rag", "finetune", "rag_finetune"}
+    assert pipes["finetune"]["status"] == "skipped" and pipes["rag_finetune"]["status"] == "skipped"
     # a classification task's label likelihood already constrains its output: no separate stage
     assert pipes["constrained"]["status"] == "skipped" and "label likelihood" in pipes["constrained"]["reason"]
     for name in ("baseline", "prompting", "rag"):

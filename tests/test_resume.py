@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = ROOT / "tests" / "fixtures" / "tiny_cls" / "task.yaml"
-PIPELINES = ("baseline", "prompting", "constrained", "rag", "finetune")  # constrained: skipped here (choices)
+PIPELINES = ("baseline", "prompting", "constrained", "rag", "finetune", "rag_finetune")  # constrained: skipped (choices)
 
 
 def _has(module: str) -> bool:
