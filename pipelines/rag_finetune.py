@@ -48,6 +48,9 @@ DEFAULT_DISTRACTOR_SHARE = 0.0
 # passages asked for per training question when drawing distractors: k more than the pipeline's k
 # leaves k others even when every top-k hit is a chunk of the gold document
 DISTRACTOR_POOL_FACTOR = 2
+# tokens per training micro-batch (rows x longest pair) above which it is split: activations grow
+# with it, and 8 squad_rag pairs of ~650 tokens would hold several GB in fp32 on the CPU stand-in
+MICRO_BATCH_TOKENS = 4096
 
 
 def distractor_picks(eligible: Sequence[int], share: float, seed: int) -> set[int]:
@@ -138,8 +141,12 @@ class RagFinetunePipeline(FinetunePipeline):
         max_length = max(ft.max_length, min(longest, limit))
         prompts_s = time.perf_counter() - t0
 
-        # the LoRA loop, on these pairs; one process (finetune.devices > 1 launches the plain LoRA)
-        tuned = ft.model_copy(update={"max_length": max_length, "devices": 1})
+        # the LoRA loop, on these pairs; one process (finetune.devices > 1 launches the plain LoRA).
+        # Long prompts: smaller micro-batches, more accumulation, the same optimizer steps and batch.
+        micro, accum = ft.batch_size, ft.grad_accum
+        while micro % 2 == 0 and micro * max_length > MICRO_BATCH_TOKENS:
+            micro, accum = micro // 2, accum * 2
+        tuned = ft.model_copy(update={"max_length": max_length, "devices": 1, "batch_size": micro, "grad_accum": accum})
         super().prepare(RunContext(spec.model_copy(update={"finetune": tuned}), ctx.data, ctx.llm, ctx.generator,
                                    ctx.progress, ctx.run_dir, ctx.cache_dir))
         self.timings = {"rag_prepare": round(rag_s, 3), "train_prompts": round(prompts_s, 3), **self.timings}
@@ -148,6 +155,10 @@ class RagFinetunePipeline(FinetunePipeline):
         if max_length != ft.max_length:
             self.notes.append(f"finetune.max_length raised from {ft.max_length} to {max_length} tokens to hold the "
                               f"longest RAG training prompt (cutting its start would train on prompts eval never shows)")
+        if micro != ft.batch_size:
+            self.notes.append(f"micro-batches of {micro} with {accum} accumulation steps (finetune.batch_size "
+                              f"{ft.batch_size} x grad_accum {ft.grad_accum}): the RAG prompts are long, the batch "
+                              f"per optimizer step is the same")
         if ft.devices > 1:
             self.notes.append(f"trained in one process: finetune.devices {ft.devices} applies to the plain LoRA only")
 
