@@ -359,7 +359,7 @@ class RagSpec(_Strict):
     chroma_url: str | None = None
     # RAG + fine-tune (RAFT): share of its training prompts whose gold passage is left out, so the
     # adapter also learns from retrieved context that does not hold the answer (documents mode).
-    # None: the measured default (pipelines/rag_finetune.DEFAULT_DISTRACTOR_SHARE)
+    # None: the pipeline's default (pipelines/rag_finetune.DEFAULT_DISTRACTOR_SHARE)
     distractor_share: float | None = Field(default=None, ge=0, le=1)
 
     @model_validator(mode="after")

@@ -2,8 +2,8 @@
 *train* set only, never on eval items: a seeded slice of the train set is held out, each share
 trains its own adapter on the rest (same seed, steps and prompts otherwise), and the held-out
 questions are answered through RAG's chain on each adapter; the shares are compared item by item
-(paired bootstrap, advisor.stats.paired_compare). The winner sets
-pipelines/rag_finetune.DEFAULT_DISTRACTOR_SHARE.
+(paired bootstrap, advisor.stats.paired_compare). Its result is what should set
+pipelines/rag_finetune.DEFAULT_DISTRACTOR_SHARE (keep 0 unless a share is better beyond noise).
 
     PYTHONPATH=. python -m benchmarks.study_raft benchmarks/tasks/squad_rag.yaml --shares 0 0.2
 

@@ -13,8 +13,8 @@ model to read them (calibration script: F1 0.34 vs 0.22 for RAG alone).
 * **RAFT distractors.** ``rag.distractor_share`` of the training prompts (documents mode, items
   that name their gold passage) get only passages from other documents, so the adapter also learns
   from context without the answer (Zhang et al. 2024, "RAFT"); the validation slice keeps eval-like
-  prompts. The default comes from a train-set comparison (``benchmarks/study_raft.py``; numbers
-  beside ``DEFAULT_DISTRACTOR_SHARE``).
+  prompts. Whether it helps is measured on held-out *train* items by ``benchmarks/study_raft.py``;
+  see ``DEFAULT_DISTRACTOR_SHARE`` for what is known.
 * **Training** is the LoRA pipeline's loop (``FinetunePipeline``, through its ``train_pairs``
   hook), with ``finetune.max_length`` raised to fit the longest RAG prompt: cutting the prompt's
   start would train on prompts the eval never shows.
@@ -43,7 +43,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from advisor.data import Example
 
 # Share of training prompts without their gold passage when the task does not set
-# rag.distractor_share. See the module docstring and docs/field-notes.md for the measurement.
+# rag.distractor_share. 0: every prompt as RAG retrieves it, the setup of the calibration that
+# measured F1 0.34 on squad_rag. NOT yet measured against a RAFT share: the comparison
+# (python -m benchmarks.study_raft benchmarks/tasks/squad_rag.yaml --shares 0 0.2) could not run on
+# the contended machine on 2026-11-29; change this from its result, not before.
 DEFAULT_DISTRACTOR_SHARE = 0.0
 # passages asked for per training question when drawing distractors: k more than the pipeline's k
 # leaves k others even when every top-k hit is a chunk of the gold document
