@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from advisor import catalogue
+from advisor.stages import stage_key
 from pipelines.finetune import FinetunePipeline, _ModelState
 from pipelines.training import collate, encode_pairs, pack, trainable_counts
 from test_finetune import _assert_clean, _ctx, _snapshot, make_task
@@ -184,3 +186,171 @@ def test_tiny_run_of_a_method_saves_evaluates_and_leaves_the_model_clean(tiny_ll
         assert u["trainable_params"] == 20 * H and (folder / "adapter_model.safetensors").is_file()
         assert u["prompt_tokens_mean"] == pytest.approx(
             sum(p.prompt_tokens for p in out.predictions) / len(out.predictions) + 20)
+
+
+# ------------------------------------------------------------------------------------ the family in the engine
+
+# train-side validation losses vs eval accuracy: IA³ scores best on the eval items, full has the
+# lowest validation loss; the family must pick full (the eval items never choose)
+VAL = {"lora": 0.52, "full": 0.31, "prompt_tuning": 0.93, "ia3": 0.40}
+RIGHT = {"lora": 14, "full": 15, "prompt_tuning": 10, "ia3": 18}  # of 20 eval items
+FT = catalogue.entry("finetune")
+TRAINABLE = {"lora": 460_800, "full": 134_515_008, "prompt_tuning": 11_520, "ia3": 57_600}
+
+
+@pytest.fixture
+def family(tmp_path, monkeypatch):
+    """An Assessment whose fine-tune stages are fakes with known losses, scores and usage."""
+    import json
+
+    from advisor import spec as S
+    from advisor.data import load_task_data
+    from advisor.engine import Assessment
+    from pipelines.base import PipelineOutput, Prediction
+    from pipelines.methods import artifact_dir
+    from test_finetune import WORDS
+
+    rows = [{"text": w, "label": "a" if i % 2 else "b"} for i, w in enumerate(WORDS)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:24]))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[24:44]))
+
+    def make(methods: str, out: str = "run"):
+        (tmp_path / "task.yaml").write_text(
+            "name: fam\ntype: classification\nlabels: [a, b]\ndata: {eval: eval.jsonl, train: train.jsonl}\n"
+            f"target: {{metric: accuracy, min: 0.8}}\nhardware: {{gpu: H100}}\nfinetune: {{mode: always, methods: {methods}}}\n")
+        spec = S.load(tmp_path / "task.yaml")
+        a = Assessment(spec, tmp_path / out)
+        a.data = load_task_data(spec)
+        a.out_dir.mkdir(exist_ok=True)
+        return a
+
+    calls: list[str] = []
+
+    def fake_run(self, name, llm_name, log_name=None, method="lora"):
+        calls.append(method)
+        ex = self.data.eval.examples
+        preds = [Prediction(e.id, e.expected[0] if i < RIGHT[method] else ("a" if e.expected[0] == "b" else "b"), 30, 2)
+                 for i, e in enumerate(ex)]
+        (self.out_dir / artifact_dir(method)).mkdir(parents=True, exist_ok=True)
+        (self.out_dir / artifact_dir(method) / "weights.bin").write_text(method)
+        n = 134_515_008
+        usage = {"method": method, "trainable_params": TRAINABLE[method], "total_params": n + (0 if method == "full" else TRAINABLE[method]),
+                 "trainable_pct": 100.0 * TRAINABLE[method] / (n if method == "full" else n + TRAINABLE[method]),
+                 "train_tokens_total": 10_000, "train_seconds": 60.0, "tokens_per_second": 166.7, "device_hardware": "CPU",
+                 "cpu_load_per_core": 1.0, "peak_memory_gb": 3.0 if method == "full" else 1.0, "train_seq_len": 40,
+                 "prompt_tokens_mean": 30.0, "output_tokens_mean": 2.0,
+                 "model_shape": {"n_params": n, "n_layers": 30, "hidden": 576}}
+        out = PipelineOutput(preds, timings={"total": 70.0}, usage=usage, details={"final_val_loss": VAL[method]})
+        return self._score("finetune", out, ex)
+
+    monkeypatch.setattr(Assessment, "_run_pipeline", fake_run)
+    return make, calls
+
+
+def test_the_family_is_chosen_by_validation_loss_and_keeps_only_the_chosen_weights(family):
+    from advisor.stages import StageStore
+
+    make, calls = family
+    a = make("[lora, full, prompt_tuning, ia3]")
+    store = StageStore(a.out_dir)
+    out = a._family(store, FT, "bundled:smollm2-135m-instruct")
+    assert calls == ["lora", "full", "prompt_tuning", "ia3"]
+    # full has the lowest validation loss; IA³ the best eval score, which must not matter
+    assert out["method"] == "full" and out["score"] == pytest.approx(15 / 20)
+    assert "validation loss" in out["method_choice"] and "0.3100" in out["method_choice"]
+    assert sorted(p.name for p in a.out_dir.iterdir() if p.name.startswith("adapter")) == ["adapter-full"]
+    assert {p.stem for p in (a.out_dir / "stages").iterdir()} == {
+        "finetune", "finetune-full", "finetune-prompt_tuning", "finetune-ia3"}
+
+    # a rerun (same folder) reuses all four; adding nothing retrains nothing
+    b = make("[lora, full, prompt_tuning, ia3]")
+    store_b = StageStore(b.out_dir)
+    again = b._family(store_b, FT, "bundled:smollm2-135m-instruct")
+    assert calls == ["lora", "full", "prompt_tuning", "ia3"] and again["method"] == "full"
+    assert store_b.status == {s: "reused" for s in ("finetune", "finetune-full", "finetune-prompt_tuning", "finetune-ia3")}
+    # dropping a method keeps the others' results: nothing is retrained
+    c = make("[lora, ia3]")
+    pair = c._family(StageStore(c.out_dir), FT, "bundled:smollm2-135m-instruct")
+    assert pair["method"] == "ia3" and len(calls) == 4
+    # IA³'s weights went when full was chosen: the report says so instead of pointing at nothing
+    assert any("not in this run folder" in n for n in pair["notes"])
+
+
+def test_lora_keeps_its_stage_key_when_other_methods_join(family):
+    from advisor.stages import StageStore
+
+    make, _ = family
+    alone, joined = make("[lora]"), make("[lora, ia3]")
+    base = "bundled:smollm2-135m-instruct"
+    assert alone._method_key(FT, "lora", base) == joined._method_key(FT, "lora", base)
+    assert joined._method_key(FT, "ia3", base) != joined._method_key(FT, "lora", base)
+    # ... and it is the key the catalogue loop gives a pipeline without methods
+    plain = stage_key("finetune", **alone._base_key(*FT.key_sections, model=base))
+    assert alone._method_key(FT, "lora", base) == plain
+    one = alone._family(StageStore(alone.out_dir), FT, base)
+    assert "method" not in one and not alone.method_results  # a single method is today's fine-tune, no family
+
+
+def test_method_rows_judge_and_price_each_method(family):
+    from statsmodels.stats.proportion import proportion_confint
+
+    from advisor.stages import StageStore
+
+    make, _ = family
+    a = make("[lora, full, prompt_tuning, ia3]")
+    store = StageStore(a.out_dir)
+    a.results["finetune"] = a._family(store, FT, "bundled:smollm2-135m-instruct")
+    n = 134_515_008
+    a.costs(n, {"n_layers": 30, "hidden": 576})
+    rows = {r["method"]: r for r in a._method_rows(store, FT)}
+    assert list(rows) == ["lora", "full", "prompt_tuning", "ia3"] and rows["full"]["chosen"]
+    for m, r in rows.items():
+        lo, hi = proportion_confint(RIGHT[m], 20, alpha=0.05, method="wilson")
+        assert r["score"] == pytest.approx(RIGHT[m] / 20) and r["ci"] == pytest.approx([lo, hi], abs=1e-6)
+        assert r["final_val_loss"] == VAL[m] and r["trainable_params"] == TRAINABLE[m]
+        # the cost model on the device it ran on: k·N·D / (1.92e11 FLOP/s x 0.55 MFU), k = 6 full, 4 the others
+        k = 6 if m == "full" else 4
+        est = k * n * 10_000 / (1.92e11 * 0.55)
+        assert r["train_seconds_estimated"] == pytest.approx(est, rel=1e-9)
+        assert r["estimate_error_pct"] == pytest.approx(100 * (est - 60.0) / 60.0, rel=1e-9)
+    assert rows["full"]["trainable_pct"] == 100.0 and rows["prompt_tuning"]["trainable_pct"] < 0.01
+    # setup $ on the task's H100 (not the CPU): the full fine-tune costs 6/4 of the others
+    assert rows["full"]["setup_usd"] == pytest.approx(1.5 * rows["lora"]["setup_usd"], rel=1e-9)
+
+
+def test_the_family_table_is_in_every_report_format_only_when_several_methods_ran():
+    from rich.console import Console
+
+    from advisor.report import files, html, terminal
+    from test_report_html import full_report
+
+    report, preds = full_report()
+    rows = [
+        {"method": "lora", "title": "LoRA", "status": "ok", "chosen": False, "score": 0.9, "ci": [0.74, 0.97],
+         "trainable_pct": 0.3414, "trainable_params": 460_800, "final_val_loss": 0.4123, "train_tokens_per_second": 181.2,
+         "train_seconds": 61.0, "train_seconds_estimated": 52.1, "device": "CPU", "train_flops_rule": "4·N·D",
+         "estimate_error_pct": -14.6, "wall_seconds": 80.5, "peak_memory_gb": 1.61, "cpu_load_per_core": 1.2,
+         "setup_usd": 0.0021},
+        {"method": "full", "title": "full", "status": "ok", "chosen": True, "score": 0.93, "ci": [0.78, 0.98],
+         "trainable_pct": 100.0, "trainable_params": 134_515_008, "final_val_loss": 0.3012,
+         "train_tokens_per_second": 98.7, "train_seconds": 112.0, "train_seconds_estimated": 78.2, "device": "CPU",
+         "train_flops_rule": "6·N·D", "estimate_error_pct": -30.2, "wall_seconds": 140.0, "peak_memory_gb": 3.95,
+         "cpu_load_per_core": 1.3, "setup_usd": 0.0032},
+        {"method": "ia3", "title": "IA³", "status": "failed", "chosen": False, "reason": "RuntimeError: <boom>"},
+    ]
+    report["pipelines"]["finetune"].update(methods=rows, method="full", method_choice="lowest validation loss")
+    md = files.to_markdown(report)
+    assert "## Fine-tuning methods side by side — the fine-tune is full (lowest validation loss)" in md
+    assert "| LoRA | 0.341 % (460,800) | 0.900 | [0.740, 0.970] | 0.4123 | 181 | 61.0 | 52.1 | -15 % | 80.5 | 1.61 |" in md
+    assert "| full | 100 % (134,515,008) |" in md and "RuntimeError: &lt;boom&gt;" in md
+    assert "the cost model for CPU (6·N·D full, 4·N·D the others)" in md and "1.20–1.30" in md
+    page = html.render(report, predictions=preds)
+    assert "Fine-tuning methods side by side" in page and "134,515,008" in page and "&lt;boom&gt;" in page
+    for width in (180, 140, 80):
+        console = Console(width=width, record=True)
+        terminal.render(report, console)
+        text = console.export_text()
+        assert "Fine-tuning methods side by side" in text and "100 %" in text and "0.4123" in text, text
+        assert "…" not in text.split("Fine-tuning methods")[1].split("Paired")[0], text  # every cell whole
+    report["pipelines"]["finetune"]["methods"] = rows[:1]  # one method: today's report, no table
+    assert "Fine-tuning methods" not in files.to_markdown(report)
