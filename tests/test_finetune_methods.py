@@ -10,6 +10,7 @@ from advisor import catalogue
 from advisor.stages import stage_key
 from pipelines.finetune import FinetunePipeline, _ModelState
 from pipelines.training import collate, encode_pairs, pack, trainable_counts
+from test_assess_e2e import _assess, tiny_task  # noqa: F401 - tiny_task is a fixture
 from test_finetune import _assert_clean, _ctx, _snapshot, make_task
 
 # the tiny Llama of conftest.tiny_llm: hidden 32, MLP 64, 2 layers, 4 heads of 8, 2 key/value heads
@@ -343,6 +344,7 @@ def test_the_family_table_is_in_every_report_format_only_when_several_methods_ra
     assert "## Fine-tuning methods side by side — the fine-tune is full (lowest validation loss)" in md
     assert "| LoRA | 0.341 % (460,800) | 0.900 | [0.740, 0.970] | 0.4123 | 181 | 61.0 | 52.1 | -15 % | 80.5 | 1.61 |" in md
     assert "| full | 100 % (134,515,008) |" in md and "RuntimeError: &lt;boom&gt;" in md
+    assert "method full |" in md  # the pipelines table says which method "the fine-tune" is
     assert "the cost model for CPU (6·N·D full, 4·N·D the others)" in md and "1.20–1.30" in md
     page = html.render(report, predictions=preds)
     assert "Fine-tuning methods side by side" in page and "134,515,008" in page and "&lt;boom&gt;" in page
@@ -354,3 +356,38 @@ def test_the_family_table_is_in_every_report_format_only_when_several_methods_ra
         assert "…" not in text.split("Fine-tuning methods")[1].split("Paired")[0], text  # every cell whole
     report["pipelines"]["finetune"]["methods"] = rows[:1]  # one method: today's report, no table
     assert "Fine-tuning methods" not in files.to_markdown(report)
+
+
+@pytest.mark.e2e
+def test_assess_trains_lora_and_ia3_and_reports_the_family(tiny_task, tmp_path):
+    """`advisor assess` with two real methods on the bundled SmolLM2 (a few steps each): both rows,
+    trainable counts against the model's config by hand, the choice by validation loss, only the
+    chosen weights kept, and a rerun that reuses both stages."""
+    import json
+
+    task = tiny_task
+    task.write_text(task.read_text().replace(
+        "finetune: {mode: never}", "finetune: {mode: always, methods: [lora, ia3], max_steps: 3, batch_size: 8}"))
+    proc = _assess(task, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    ft = report["pipelines"]["finetune"]
+    rows = {r["method"]: r for r in ft["methods"]}
+    assert list(rows) == ["lora", "ia3"] and all(r["status"] == "ok" for r in rows.values())
+    # SmolLM2-135M: 30 layers, hidden 576, 9 heads of 64 with 3 key/value heads (k, v: 192), MLP 1536
+    assert rows["lora"]["trainable_params"] == 30 * 8 * ((576 + 576) + (576 + 192))  # r=8 on q, v: 460,800
+    assert rows["ia3"]["trainable_params"] == 30 * (192 + 192 + 1536)  # k, v outputs + down_proj input: 57,600
+    assert 0.3 <= rows["lora"]["trainable_pct"] <= 2 and rows["ia3"]["trainable_pct"] < 0.1
+    best = min(rows.values(), key=lambda r: r["final_val_loss"])
+    assert ft["method"] == best["method"] and [r["method"] for r in rows.values() if r["chosen"]] == [best["method"]]
+    assert ft["score"] == best["score"] and ft["ci"][0] <= ft["score"] <= ft["ci"][1]
+    for r in rows.values():
+        assert r["train_seconds"] > 0 and r["train_seconds_estimated"] > 0 and r["peak_memory_gb"] > 0.3
+    kept = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("adapter"))
+    assert kept == [{"lora": "adapter", "ia3": "adapter-ia3"}[best["method"]]]
+    assert "Fine-tuning methods side by side" in (tmp_path / "run" / "report.md").read_text()
+
+    again = _assess(task, tmp_path / "run")
+    assert again.returncode == 0, again.stderr[-3000:]
+    stages = json.loads(again.stdout)["stages"]
+    assert stages["finetune"] == stages["finetune-ia3"] == "reused"

@@ -138,6 +138,8 @@ def to_markdown(report: dict) -> str:
         ci = p.get("ci")
         ci_txt = f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "—"
         note = p.get("reason", "") if p["status"] != "ok" else ("reused" if p.get("reused") else "")
+        if p["status"] == "ok" and p.get("method"):  # the fine-tune family's chosen method
+            note = (note + f" method {p['method']}").strip()
         lines.append(
             f"| {title(name)} | {p['status']} | {fmt(p.get('score'))} | {ci_txt} | {p.get('n', '—')} | "
             f"{fmt_usd(c.get('setup_usd'))} | {fmt_usd(c.get('usd_per_1k_requests'))} | "

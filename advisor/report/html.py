@@ -210,6 +210,8 @@ def _pipeline_rows(report: dict) -> Iterable[str]:
         variant = (p.get("details") or {}).get("variant") if status == "ok" else None
         if variant:
             note = f"{variant}"
+        if status == "ok" and p.get("method"):  # the fine-tune family's chosen method
+            note = (note + f" method {p['method']}").strip()
         score = p.get("score")
         above = score is not None and target is not None and score >= target
         tags = []

@@ -61,6 +61,8 @@ def pipelines_table(report: dict, width: int = WIDE) -> Table:
         note = p.get("reason", "") if p["status"] != "ok" else ("reused" if p.get("reused") else "")
         if p["status"] == "ok" and p.get("details", {}).get("variant"):
             note = (note + " " + p["details"]["variant"]).strip()
+        if p["status"] == "ok" and p.get("method"):  # the fine-tune family's chosen method
+            note = (note + f" method {p['method']}").strip()
         mark = p.get("score")
         score_txt = fmt(mark)
         if mark is not None and mark >= t["target"]:
