@@ -176,7 +176,7 @@ def test_tiny_run_of_a_method_saves_evaluates_and_leaves_the_model_clean(tiny_ll
     pipe.prepare(_ctx(spec, data, tiny_llm, tmp_path))
     out = pipe.predict(data.eval.examples)
     _assert_clean(tiny_llm.model, snap)
-    u = out.usage
+    u = out.usage.to_dict()
     assert u["method"] == method and u["steps"] == 3 and len(out.predictions) == len(data.eval.examples)
     assert u["lr"] == spec.finetune.lr_for(method) != spec.finetune.lr
     folder = tmp_path / f"adapter-{method}"

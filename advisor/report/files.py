@@ -187,9 +187,9 @@ def to_markdown(report: dict) -> str:
     timing = training_time_line(report)
     if timing:
         lines += ["", "## Training time: estimated vs measured", "", f"- {timing}"]
-    title, cols, rows, note = method_rows(report)
+    heading, cols, rows, note = method_rows(report)
     if rows:
-        lines += ["", f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["", f"## {heading}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         lines += ["", f"- {note}"]
     lines.append("")
@@ -274,9 +274,9 @@ def method_rows(report: dict) -> tuple[str, list[str], list[list[str]], str]:
         ])
     ok = [r for r in methods if r.get("status") == "ok"]
     chosen = next((r.get("title") or r["method"] for r in methods if r.get("chosen")), None)
-    title = "Fine-tuning methods side by side"
+    heading = "Fine-tuning methods side by side"
     if chosen:
-        title += f" — the fine-tune is {chosen} ({ft.get('method_choice', '')})"
+        heading += f" — the fine-tune is {chosen} ({ft.get('method_choice', '')})"
     devices = sorted({str(r.get("device")) for r in ok if r.get("device")})
     loads = [r["cpu_load_per_core"] for r in ok if r.get("cpu_load_per_core") is not None]
     hw = ((report.get("costs") or {}).get("hardware") or {}).get("name")
@@ -284,7 +284,7 @@ def method_rows(report: dict) -> tuple[str, list[str], list[list[str]], str]:
             f"the others) against the measured train s"
             + (f"; load per core while training {min(loads):.2f}–{max(loads):.2f}" if loads else "")
             + (f"; setup $ on {hw}" if hw else "") + ". " + METHODS_NOTE)
-    return title, cols, rows, note
+    return heading, cols, rows, note
 
 
 def judge_cost_line(report: dict) -> str | None:

@@ -327,12 +327,12 @@ def _selection(report: dict) -> str:
 
 
 def _methods(report: dict) -> str:
-    title, cols, rows, note = method_rows(report)
+    heading, cols, rows, note = method_rows(report)
     if not rows:
         return ""
     body = (f"<tr class='{'chosen' if r[-1] else ''}'><th scope='row'>{e(r[0])}</th>"
             + "".join(f"<td class='num'>{e(c)}</td>" for c in r[1:]) + "</tr>" for r in rows)
-    return (f"<section><h2>{e(title)}</h2>" + _table([e(c) for c in cols], body, right=range(1, len(cols)))
+    return (f"<section><h2>{e(heading)}</h2>" + _table([e(c) for c in cols], body, right=range(1, len(cols)))
             + f"<p class='muted'>{e(note)}</p></section>")
 
 

@@ -113,12 +113,12 @@ def quality_table(report: dict) -> Table | None:
 
 def methods_table(report: dict, width: int = WIDE) -> Table | None:
     """The fine-tune family side by side (when more than one method ran); fewer columns when narrow."""
-    title, cols, rows, note = method_rows(report)
+    heading, cols, rows, note = method_rows(report)
     if not rows:
         return None
     keep = next(tier for least, tier in METHOD_TIERS if width >= least)
     idx = [i for i, c in enumerate(METHOD_COLS) if c in keep]
-    table = Table(title=escape(title), caption=escape(note) if width >= 130 else None)
+    table = Table(title=escape(heading), caption=escape(note) if width >= 130 else None)
     for i in idx:
         last = i == len(METHOD_COLS) - 1  # "chosen", or a failed method's reason: that one may wrap
         table.add_column(cols[i], no_wrap=not last, justify="left" if i == 0 else "right", min_width=6 if last else None,
