@@ -574,7 +574,8 @@ class Assessment:
                 lambda m=m, stage=stage: self._run_pipeline(e.name, model, log_name=stage, method=m),
                 artifacts=[artifact_dir(m)])
         if len(methods) == 1:  # one method (today's LoRA): no family, no table
-            return self.method_results.pop(methods[0])
+            only = self.method_results.pop(methods[0])
+            return only if methods[0] == e.default_method else {**only, "method": methods[0]}
         ok = {m: r for m, r in self.method_results.items() if r.get("status") == "ok"}
         chosen, rule = decide.choose_method({m: (r.get("details") or {}).get("final_val_loss") for m, r in ok.items()},
                                             methods)
