@@ -24,6 +24,13 @@ def base_params(vocab: int) -> int:
     return vocab * H + LAYERS * per_layer + H
 
 
+def test_every_method_has_a_title_and_the_catalogue_cleans_its_weights():
+    from pipelines.methods import METHODS, TITLES, artifact_dir
+
+    assert METHODS == ("lora", "full", "prompt_tuning", "ia3") and set(TITLES) == set(METHODS)
+    assert FT.artifacts == tuple(artifact_dir(m) for m in METHODS) and artifact_dir("lora") == "adapter"
+
+
 def _trainable_with(method, tiny_llm, write, tmp_path, finetune=""):
     spec, data = make_task(write, finetune=f"methods: [{method}], {finetune}")
     pipe = FinetunePipeline(method=method)
