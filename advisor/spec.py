@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -329,6 +329,7 @@ class PromptingSpec(_Strict):
 
 
 FinetuneMethod = Literal["lora", "full", "prompt_tuning", "ia3"]
+METHOD_NAMES: tuple[str, ...] = get_args(FinetuneMethod)
 # Default learning rates of the other methods, at the scale their authors and peft's examples use:
 # full fine-tuning of a small LM ~1e-5..1e-4 (every weight moves), IA³ 3e-3 (Liu et al. 2022),
 # prompt tuning 3e-2 (a few embeddings from scratch; peft's causal-LM example).

@@ -19,14 +19,14 @@ TITLES without loading them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
-from advisor.spec import FinetuneMethod
+from advisor.spec import METHOD_NAMES
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-METHODS: tuple[str, ...] = get_args(FinetuneMethod)  # the task file's names: lora, full, prompt_tuning, ia3
+METHODS = METHOD_NAMES  # the task file's names: lora, full, prompt_tuning, ia3
 TITLES = {"lora": "LoRA", "full": "full", "prompt_tuning": "prompt tuning", "ia3": "IA³"}
 # IA³ on Llama-style blocks: keys, values and the feed-forward output projection, whose *input*
 # is scaled (peft's TRANSFORMERS_MODELS_TO_IA3_* tables for llama/mistral, written out here so a

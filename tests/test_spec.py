@@ -315,6 +315,9 @@ def test_finetune_methods_default_to_lora_and_leave_old_stage_keys_alone(tmp_pat
     assert (ft.lr_for("lora"), ft.lr_for("ia3"), ft.lr_for("full"), ft.lr_for("prompt_tuning")) == (
         0.002, 0.01, 5e-5, 3e-2)
     assert s.section("finetune")["finetune"]["prompt_tuning_init"] == "random"
+    from advisor.cli import _with_methods  # `advisor assess --methods` sets the same field, checked alike
+
+    assert _with_methods(c.finetune, " lora, ia3 ").methods == ["lora", "ia3"] and c.finetune.methods == ["lora"]
 
 
 def test_labels_forms(tmp_path):
