@@ -313,7 +313,7 @@ def test_method_rows_judge_and_price_each_method(family):
     rows = {r["method"]: r for r in a._method_rows(store, FT)}
     assert list(rows) == ["lora", "full", "prompt_tuning", "ia3"] and rows["full"]["chosen"]
     for m, r in rows.items():
-        lo, hi = proportion_confint(RIGHT[m], 20, alpha=0.05, method="wilson")
+        lo, hi = proportion_confint(RIGHT[m], 20, alpha=0.05, method="agresti_coull")  # the decision's interval for 0/1
         assert r["score"] == pytest.approx(RIGHT[m] / 20) and r["ci"] == pytest.approx([lo, hi], abs=1e-6)
         assert r["final_val_loss"] == VAL[m] and r["trainable_params"] == TRAINABLE[m]
         # the cost model on the device it ran on: k·N·D / (1.92e11 FLOP/s x 0.55 MFU), k = 6 full, 4 the others
