@@ -75,6 +75,11 @@ class PipelineEntry:
     requires: tuple[str, ...] = ()  # data it cannot run without: "train", "corpus_or_train"
     colour: str = "#374151"  # plots
     always_listed: bool = True  # False: a pipeline only some tasks have gets no "why not" line when absent
+    # a family (the fine-tuning methods, issue 14): the variants the task asks for, each its own
+    # stage (the factory gets method=...; `default_method` keeps the plain stage name and key), the
+    # decision and the reports' main rows see the one chosen on train data, a table shows them all
+    methods: "Callable[[TaskSpec], tuple[str, ...]] | None" = None
+    default_method: str | None = None
 
     def missing_data(self, has_train: bool, has_corpus: bool) -> str | None:
         """Why it cannot run on this data (the same words in the engine's skip and the decision's why-not)."""
@@ -132,6 +137,11 @@ def rank(name: str) -> int:
 def cheaper_than_gated() -> tuple[str, ...]:
     """The pipelines a fine-tune step must beat before auto mode pays for it."""
     return tuple(e.name for e in _CATALOGUE if not e.gated)
+
+
+def method_stage(e: PipelineEntry, method: str) -> str:
+    """The stage a family member is stored under: the entry's own name for its default method."""
+    return e.name if method == e.default_method else f"{e.name}-{method}"
 
 
 def colour(name: str) -> str:
@@ -232,7 +242,8 @@ def _rag_cost(u: "Usage", timings: dict) -> dict:
 def _finetune_cost(u: "Usage", timings: dict) -> dict:
     return {"train_tokens": u.train_tokens_total or 0, "trainable_params": u.trainable_params or 0,
             "measured_train_seconds": u.train_seconds, "measured_device": u.device_hardware,
-            "measured_load_per_core": u.cpu_load_per_core, "train_seq_len": u.train_seq_len}
+            "measured_load_per_core": u.cpu_load_per_core, "train_seq_len": u.train_seq_len,
+            "method": u.extra.get("method", "lora")}  # full: 6·N·D, the parameter-efficient methods 4·N·D
 
 
 def _rag_finetune_cost(u: "Usage", timings: dict) -> dict:
@@ -296,8 +307,11 @@ FINETUNE = register(PipelineEntry(
     name="finetune", title="LoRA fine-tune", factory="pipelines.finetune:FinetunePipeline", model="finetune_base",
     # hardware: the training device and its name are part of the measured result
     key_sections=("prompting", "finetune", "hardware"), cost_kind="finetune", applies=finetune_gate,
-    cost_inputs=_finetune_cost, estimate_inputs=_finetune_estimate, artifacts=("adapter",), gated=True,
-    requires=("train",), colour="#16a34a",
+    cost_inputs=_finetune_cost, estimate_inputs=_finetune_estimate, gated=True, requires=("train",),
+    colour="#16a34a",
+    # finetune.methods (lora, full, prompt_tuning, ia3); each one's weights: pipelines.methods.artifact_dir
+    methods=lambda spec: tuple(spec.finetune.methods), default_method="lora",
+    artifacts=("adapter", "adapter-full", "adapter-prompt_tuning", "adapter-ia3"),
 ))
 # a LoRA trained on RAG's own prompts, evaluated through RAG's chain on the adapter: the last step
 RAG_FINETUNE = register(PipelineEntry(

@@ -115,6 +115,21 @@ class _RichProgress:
         return self.progress.__exit__(*exc)
 
 
+def _with_methods(ft, methods: str):
+    """finetune with --methods' list, checked like the task file's field (one line naming the option)."""
+    from pydantic import ValidationError
+
+    from .spec import METHOD_NAMES
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    try:
+        return type(ft).model_validate({**ft.model_dump(), "methods": names})
+    except ValidationError as err:
+        why = err.errors()[0].get("msg", "invalid").removeprefix("Value error, ")
+        raise AdvisorError(f"{methods!r}: {why}", where="--methods",
+                           fix=f"list methods from {', '.join(METHOD_NAMES)}, separated by commas") from None
+
+
 @app.command()
 def assess(
     task: Path = typer.Argument(..., help="The task file (task.yaml)."),
@@ -127,6 +142,9 @@ def assess(
     as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout (progress goes to stderr)."),
     gpus: Optional[int] = typer.Option(
         None, "--gpus", min=1, max=64, help="Train the fine-tune on N processes (accelerate, DDP); sets finetune.devices."
+    ),
+    methods: Optional[str] = typer.Option(
+        None, "--methods", help="Fine-tuning methods side by side, e.g. lora,full,prompt_tuning,ia3; sets finetune.methods."
     ),
 ) -> None:
     """Run baseline, prompting, RAG and (when needed) LoRA on TASK; write and print the report."""
@@ -143,6 +161,8 @@ def assess(
             spec.data.eval_limit = limit
         if gpus:
             spec.finetune.devices = gpus
+        if methods is not None:
+            spec.finetune = _with_methods(spec.finetune, methods)
         # without --out: a new, unique runs/<task>-<time> folder, made only once the input is valid
         a = Assessment(spec, out, finetune_mode=finetune, fresh=fresh, runs_root=out.parent if out else Path("runs"))
         a.validate()

@@ -68,7 +68,8 @@ QLORA_BYTES_PER_PARAM = 0.55
 # A run alone on the machine keeps its load average near one per core; above this, other
 # processes were competing for the cores while a CPU training time was measured.
 CONTENDED_LOAD_PER_CORE = 1.5
-TRAIN_FLOPS_PER_PARAM_TOKEN = {"full": 6.0, "lora": 4.0, "qlora": 4.0}
+# every parameter-efficient method (LoRA, IA³, prompt tuning) skips the frozen weights' gradients
+TRAIN_FLOPS_PER_PARAM_TOKEN = {"full": 6.0, "lora": 4.0, "qlora": 4.0, "ia3": 4.0, "prompt_tuning": 4.0}
 # Training MFU against model size on GPUs (see the module docstring): the card's MFU holds from
 # MFU_FULL_SIZE_PARAMS up and scales as (N / that) ** MFU_SIZE_EXPONENT below, floored.
 MFU_FULL_SIZE_PARAMS = 7e9
@@ -159,7 +160,7 @@ def _known_hw(device: Hardware | str | None, default: Hardware) -> Hardware | No
 
 
 def train_flops(n_params: float, tokens: float, method: str = "lora") -> float:
-    """6·N·D for full fine-tuning, 4·N·D for LoRA/QLoRA (no frozen-weight gradients)."""
+    """6·N·D for full fine-tuning, 4·N·D for LoRA/QLoRA/IA³/prompt tuning (no frozen-weight gradients)."""
     try:
         k = TRAIN_FLOPS_PER_PARAM_TOKEN[method]
     except KeyError:
@@ -348,6 +349,7 @@ def estimate_pipeline_cost(
     batch: int = 16,
     memory_params: float | None = None,
     baseline_hw: Hardware | None = None,
+    method: str = "lora",
 ) -> dict:
     """Setup, per-request, monthly cost and memory of one pipeline as a plain dict.
 
@@ -365,6 +367,8 @@ def estimate_pipeline_cost(
     longer prompts) plus the index (setup), and RAG's serving cost per request.
     ``memory_params``: the parameters held in memory when they differ from the ones computing
     each token (a mixture of experts holds every expert, uses a few); default ``n_params``.
+    ``method`` (finetune): the fine-tuning method that ran (lora | full | prompt_tuning | ia3):
+    full is priced 6·N·D with every weight's gradients and Adam states, the others 4·N·D.
     """
     mem_n = memory_params or n_params
     if kind not in KINDS:
@@ -422,9 +426,11 @@ def estimate_pipeline_cost(
         per_request += extra_per_request
 
     if kind in TRAINING:
-        lora = kind in LORA_KINDS
-        method = "lora" if lora else "full"
+        method = "full" if kind == "full_finetune" else method  # rag_finetune trains a LoRA
+        lora = method != "full"  # a parameter-efficient method: LoRA, IA³, prompt tuning
         index_seconds_priced = setup_seconds  # rag_finetune: the index is built once beside the training
+        if method == "full":
+            trainable_params = n_params
         if lora and not trainable_params:
             trainable_params = 0.01 * n_params
             assumptions.append("finetune: trainable adapter params unknown; assumed 1% of the base model")
@@ -434,17 +440,18 @@ def estimate_pipeline_cost(
         out["train_seconds_estimated"] = est
         out["train_mfu"] = train_mfu_for(hw, n_params)
         assumptions.append(
-            f"training: {'4' if method == 'lora' else '6'}·N·D FLOPs at {out['train_mfu']:.0%} MFU of "
+            f"training: {'6' if method == 'full' else '4'}·N·D FLOPs at {out['train_mfu']:.0%} MFU of "
             f"{hw.peak_flops / 1e12:.0f} TFLOP/s ({hw.name}"
             + (f"; {hw.train_mfu:.0%} scaled for a {n_params / 1e9:.2g}B model)" if out["train_mfu"] != hw.train_mfu else ")")
         )
         train_s = est
         mdev = _known_hw(measured_device, hw)
-        if measured_train_seconds is not None and lora and mdev is None:
+        ran = kind != "full_finetune"  # a pipeline that trained (any method), not the contrast estimate
+        if measured_train_seconds is not None and ran and mdev is None:
             out["train_seconds_measured"] = float(measured_train_seconds)
             out["measured_device"] = str(measured_device)
             assumptions.append(f"training: measured on {measured_device}, which has no hardware entry; not compared")
-        elif measured_train_seconds is not None and lora:
+        elif measured_train_seconds is not None and ran:
             est_on_mdev = train_seconds(flops, mdev, n_params=n_params)
             out["train_seconds_measured"] = float(measured_train_seconds)
             out["measured_device"] = mdev.name
@@ -487,8 +494,12 @@ def estimate_pipeline_cost(
             memory = lora_memory_gb(mem_n, trainable_params, act, bytes_per_param=value_bytes)
             out["qlora_memory_gb"] = qlora_memory_gb(mem_n, trainable_params, act)
         else:
+            # 16 bytes/param either way: bf16 weights+grads, fp32 master, Adam m, v on a GPU;
+            # fp32 weights 4 + grads 4 + Adam 8 on the CPU stand-in
             memory = full_ft_memory_gb(mem_n, act)
-            assumptions.append("full fine-tune: estimated only, never run")
+            if kind == "full_finetune":
+                assumptions.append("full fine-tune: estimated only, never run")
+        out["method"] = method
         out["serving_memory_gb"] = inference_memory_gb(mem_n, value_bytes)
     else:
         out["serving_memory_gb"] = memory

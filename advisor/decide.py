@@ -736,3 +736,22 @@ def should_run_finetune(
                 f"{_n(lo)}–{_n(hi)} vs target {_n(target)})"
             )
     return True, "no cheaper pipeline meets the target, so the fine-tune is worth trying"
+
+
+def choose_method(val_losses: dict[str, float | None], order: list[str]) -> tuple[str | None, str]:
+    """(the fine-tune family's representative, the rule as said in the report), on train data only.
+
+    The lowest final validation loss wins: the answer tokens' cross-entropy on the held-out slice
+    of the *train* set that every method's training already sets aside (same seed, same items),
+    so the eval items that give the final CIs never choose among the methods. Methods without a
+    validation loss (a train set too small to spare a slice) fall back to the first that ran, in
+    the task's order. ``val_losses``: method -> loss, only for methods that ran (status ok)."""
+    ran = [m for m in order if m in val_losses]
+    if not ran:
+        return None, "no method ran"
+    scored = [m for m in ran if val_losses[m] is not None and math.isfinite(val_losses[m])]
+    if not scored:
+        return ran[0], f"no validation slice (train set too small): the first listed method that ran, {ran[0]}"
+    best = min(scored, key=lambda m: (val_losses[m], ran.index(m)))
+    return best, (f"lowest validation loss on the held-out train slice ({val_losses[best]:.4f}); "
+                  "the eval items are not used to choose")

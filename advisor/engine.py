@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ class Assessment:
     base_model: str | None = None  # chosen by select_base_model (an endpoint or a local model)
     _scorer: Callable | None = None
     _embedder: Any = None
+    # a family's members (the fine-tune's finetune.methods): each one's stage result; results[name] is the chosen
+    method_results: dict[str, dict] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ set-up
     def validate(self) -> None:
@@ -257,7 +260,7 @@ class Assessment:
         store.put(name, key, result, artifacts if result.get("status") == "ok" else [])
         return result
 
-    def _run_pipeline(self, name: str, llm_name: str | None, **kwargs) -> dict:
+    def _run_pipeline(self, name: str, llm_name: str | None, log_name: str | None = None, **kwargs) -> dict:
         from pipelines.base import SkipPipeline
 
         examples = self.data.eval.examples
@@ -273,7 +276,7 @@ class Assessment:
         except (AdvisorError, Interrupted, MemoryError):
             raise
         except Exception as e:  # one broken pipeline must not sink the others' results
-            log = self.out_dir / "logs" / f"{name}.log"
+            log = self.out_dir / "logs" / f"{log_name or name}.log"
             atomic_write_text(log, redact(traceback.format_exc()))
             return {"status": "failed", "reason": redact(f"{type(e).__name__}: {e}"[:300]) + f" (traceback: {log})"}
         out.timings = {"prepare": round(prep, 3), **out.timings, "total": round(time.perf_counter() - t0, 3)}
@@ -406,9 +409,12 @@ class Assessment:
                 res[e.name] = self._skip(why)
                 continue
             model = {"embedder": None, "base": base, "finetune_base": ft_base}[e.model]
-            key = stage_key(e.name, **self._base_key(*e.key_sections, model=model or spec.models.embedding))
-            res[e.name] = self._stage(store, e.name, key, lambda e=e, m=model: self._run_pipeline(e.name, m),
-                                      artifacts=list(e.artifacts))
+            if e.methods is not None:  # a family: one stage per method the task asks for
+                res[e.name] = self._family(store, e, model)
+            else:
+                key = stage_key(e.name, **self._base_key(*e.key_sections, model=model or spec.models.embedding))
+                res[e.name] = self._stage(store, e.name, key, lambda e=e, m=model: self._run_pipeline(e.name, m),
+                                          artifacts=list(e.artifacts))
             if e.gated and res[e.name].get("status") == "ok":
                 notes = res[e.name].setdefault("notes", [])
                 notes.append(f"run because: {catalogue.gate_reason(sit)}")
@@ -440,6 +446,9 @@ class Assessment:
                 res[name]["ci"] = [round(x, 6) for x in v["ci"]]
                 res[name]["verdict"] = {k: v[k] for k in ("verdict", "probability", "items_to_confirm", "interval",
                                                           "total_usd")}
+        for e in catalogue.entries():  # a family's table: every member judged and priced like a pipeline
+            if e.methods is not None and len(e.methods(spec)) > 1 and e.name in res:
+                res[e.name]["methods"] = self._method_rows(store, e)
         return self.report(selection, costs, decision.to_dict(), store, time.perf_counter() - t_start)
 
     # ------------------------------------------------------------------ cost, decision, report
@@ -447,21 +456,18 @@ class Assessment:
         """Stored stage results as decision inputs; the CI is left to the decision, computed on
         the target metric itself (per-item scores, or a subset scorer for a corpus metric)."""
         corpus_level = self._corpus_level()
-        out = {}
-        for name in catalogue.names():
-            r = self.results.get(name)
-            if r is None:
-                continue
-            c = r.get("cost", {})
-            fn = self._subset_scorer(r) if corpus_level and r["status"] == "ok" else None
-            out[name] = decide.PipelineOutcome(
-                name=name, status=r["status"], score=r.get("score"), ci=None,
-                per_example=r.get("per_example") if not corpus_level else None,
-                setup_usd=c.get("setup_usd", 0.0), usd_per_1k=c.get("usd_per_1k_requests", 0.0),
-                reason=r.get("reason", ""), score_fn=fn, n_items=r.get("n") if fn else None,
-                device=c.get("device", ""), prices_elsewhere=decide.prices_of(c.get("also_priced_on")),
-            )
-        return out
+        return {n: self._outcome(n, self.results[n], corpus_level) for n in catalogue.names() if n in self.results}
+
+    def _outcome(self, name: str, r: dict, corpus_level: bool) -> decide.PipelineOutcome:
+        c = r.get("cost", {})
+        fn = self._subset_scorer(r) if corpus_level and r["status"] == "ok" else None
+        return decide.PipelineOutcome(
+            name=name, status=r["status"], score=r.get("score"), ci=None,
+            per_example=r.get("per_example") if not corpus_level else None,
+            setup_usd=c.get("setup_usd", 0.0), usd_per_1k=c.get("usd_per_1k_requests", 0.0),
+            reason=r.get("reason", ""), score_fn=fn, n_items=r.get("n") if fn else None,
+            device=c.get("device", ""), prices_elsewhere=decide.prices_of(c.get("also_priced_on")),
+        )
 
     def _llm_shape(self, base: str) -> tuple[int, dict]:
         from .models import BUNDLED, model_shape
@@ -499,17 +505,26 @@ class Assessment:
                                      u.output_tokens_mean, hw)
                 out[e.name] = {**rows[e.cost_kind], "kind": e.name}
                 continue
-            out[e.name] = cost.estimate_pipeline_cost(
-                kind=e.cost_kind, n_params=n_params, prompt_tokens=u.prompt_tokens_mean,
-                output_tokens=u.output_tokens_mean, requests_per_month=rpm, hw=hw,
-                embed_params=embed_params, train_batch=spec.finetune.batch_size, **shape,
-                baseline_hw=cost.baseline_hardware(spec.baseline.device, hw),  # read by the baseline kind only
-                **e.cost_inputs(u, r.get("timings", {})),
-            )
+            for target in [r, *(self.method_results.values() if e.methods is not None else ())]:
+                if target.get("status") != "ok":
+                    continue
+                u = Usage.from_dict(target.get("usage"))  # a family's members are priced alike
+                priced = cost.estimate_pipeline_cost(
+                    kind=e.cost_kind, n_params=n_params, prompt_tokens=u.prompt_tokens_mean,
+                    output_tokens=u.output_tokens_mean, requests_per_month=rpm, hw=hw,
+                    embed_params=embed_params, train_batch=spec.finetune.batch_size, **shape,
+                    baseline_hw=cost.baseline_hardware(spec.baseline.device, hw),  # read by the baseline kind only
+                    **e.cost_inputs(u, target.get("timings", {})),
+                )
+                if target is r:
+                    out[e.name] = priced
+                else:
+                    target["cost"] = priced
         full = None
         ft = self.results.get("finetune", {})
         train_tokens = Usage.from_dict(ft.get("usage")).train_tokens_total or self._planned_train_tokens()
-        if train_tokens and n_params:
+        full_ran = self.method_results.get("full", {}).get("status") == "ok"
+        if train_tokens and n_params and not full_ran:  # a measured full fine-tune is a row of its own
             full = cost.estimate_pipeline_cost(
                 kind="full_finetune", n_params=n_params,
                 prompt_tokens=self._serving_prompt_tokens(),
@@ -541,6 +556,97 @@ class Assessment:
         if out:
             out["model"] = model
         return out
+
+    # ------------------------------------------------------------------ a family (the fine-tuning methods)
+    def _family(self, store: StageStore, e: "catalogue.PipelineEntry", model: str | None) -> dict:
+        """Each method the task asks for as its own stage (the default method keeps the stage and key
+        it always had, so today's tasks reuse their results), then the family's representative
+        chosen on the train side only (decide.choose_method). The run folder keeps the chosen
+        method's weights only: a full fine-tune's are the model's size."""
+        from pipelines.methods import artifact_dir
+
+        methods = list(e.methods(self.spec))
+        self.method_results = {}
+        for m in methods:
+            stage = catalogue.method_stage(e, m)
+            self.method_results[m] = self._stage(
+                store, stage, self._method_key(e, m, model),
+                lambda m=m, stage=stage: self._run_pipeline(e.name, model, log_name=stage, method=m),
+                artifacts=[artifact_dir(m)])
+        if len(methods) == 1:  # one method (today's LoRA): no family, no table
+            only = self.method_results.pop(methods[0])
+            return only if methods[0] == e.default_method else {**only, "method": methods[0]}
+        ok = {m: r for m, r in self.method_results.items() if r.get("status") == "ok"}
+        chosen, rule = decide.choose_method({m: (r.get("details") or {}).get("final_val_loss") for m, r in ok.items()},
+                                            methods)
+        if chosen is None:  # none ran: the family failed if a method failed, else it was skipped
+            failed = [m for m, r in self.method_results.items() if r.get("status") == "failed"]
+            out = {"status": "failed" if failed else "skipped",
+                   "reason": "; ".join(f"{m}: {r.get('reason', '')}" for m, r in self.method_results.items())}
+        else:
+            out = {**self.method_results[chosen], "notes": [*self.method_results[chosen].get("notes", []),
+                                                            f"method {chosen}: {rule}"]}
+        out.update(method=chosen, method_choice=rule)
+        for art in e.artifacts:
+            if chosen is None or art != artifact_dir(chosen):
+                shutil.rmtree(self.out_dir / art, ignore_errors=True)
+        if chosen and not (self.out_dir / artifact_dir(chosen)).exists():
+            out["notes"].append(f"{chosen}'s trained weights are not in this run folder: its result was reused from a "
+                                "run where another method was chosen (only the chosen one's are kept); "
+                                "rerun with --fresh to train and keep them")
+        return out
+
+    def _method_key(self, e: "catalogue.PipelineEntry", method: str, model: str | None) -> str:
+        """One method's stage key: the entry's sections without the list of methods (adding a method
+        reuses the others) plus that method's own settings; the default method's key is the one a
+        single-method task always had."""
+        from .spec import METHOD_FIELDS_DEFAULTS
+
+        ft = self.spec.finetune
+        base = self._base_key(*e.key_sections, model=model)
+        for k in METHOD_FIELDS_DEFAULTS:
+            base["spec"]["finetune"].pop(k, None)
+        own: dict[str, Any] = {} if method == e.default_method else {"method": method, "method_lr": ft.lr_for(method)}
+        if method == e.default_method and method in ft.method_lr:
+            own["method_lr"] = ft.lr_for(method)
+        if method == "prompt_tuning":
+            own.update(prompt_tuning_tokens=ft.prompt_tuning_tokens, prompt_tuning_init=ft.prompt_tuning_init)
+        return stage_key(e.name, **base, **own)
+
+    def _method_rows(self, store: StageStore, e: "catalogue.PipelineEntry") -> list[dict]:
+        """report.json pipelines.<family>.methods: one row per method, each judged and priced like a
+        pipeline of its own (CI on the target metric, measured vs estimated training time)."""
+        from pipelines.methods import TITLES
+
+        chosen = self.results[e.name].get("method")
+        corpus_level = self._corpus_level()
+        rows = []
+        for m, r in self.method_results.items():
+            row: dict[str, Any] = {"method": m, "title": TITLES.get(m, m), "status": r["status"], "chosen": m == chosen,
+                                   "reused": store.status.get(catalogue.method_stage(e, m)) == "reused"}
+            if r["status"] != "ok":
+                rows.append({**row, "reason": r.get("reason", "")})
+                continue
+            u, d, c, t = Usage.from_dict(r.get("usage")), r.get("details", {}), r.get("cost", {}), r.get("timings", {})
+            verdict, ci, prob, _, _ = decide.judge(self._outcome(m, r, corpus_level), self.spec.target.min,
+                                                   self.spec.higher_is_better)
+            row.update(
+                score=r.get("score"), ci=[round(x, 6) for x in ci], verdict=verdict, probability=prob, n=r.get("n"),
+                trainable_params=u.trainable_params, total_params=u.extra.get("total_params"),
+                trainable_pct=u.extra.get("trainable_pct"), lr=u.extra.get("lr"), steps=u.extra.get("steps"),
+                final_val_loss=d.get("final_val_loss"), final_train_loss=d.get("final_train_loss"),
+                train_tokens=u.train_tokens_total, train_tokens_per_second=u.extra.get("tokens_per_second"),
+                train_seconds=u.train_seconds, wall_seconds=t.get("total"),
+                peak_memory_gb=u.peak_memory_gb, peak_memory_kind=u.extra.get("peak_memory_kind"),
+                cpu_load_per_core=u.cpu_load_per_core, device=u.device_hardware,
+                train_flops_rule="6·N·D" if m == "full" else "4·N·D",
+                train_seconds_estimated=c.get("train_seconds_estimated_on_measured_device"),
+                estimate_error_pct=c.get("estimate_error_pct"), measured_mfu=c.get("measured_mfu"),
+                memory_gb_estimated=c.get("memory_gb"), train_seconds_estimated_target=c.get("train_seconds_estimated"),
+                setup_usd=c.get("setup_usd"), usd_per_1k_requests=c.get("usd_per_1k_requests"),
+            )
+            rows.append(row)
+        return rows
 
     def _serving_prompt_tokens(self) -> float:
         """A fine-tuned model is served with the zero-shot prompt (no demos, no passages)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -328,6 +328,18 @@ class PromptingSpec(_Strict):
     max_new_tokens: int | None = Field(default=None, ge=1, le=1024)
 
 
+FinetuneMethod = Literal["lora", "full", "prompt_tuning", "ia3"]
+METHOD_NAMES: tuple[str, ...] = get_args(FinetuneMethod)
+# Default learning rates of the other methods, at the scale their authors and peft's examples use:
+# full fine-tuning of a small LM ~1e-5..1e-4 (every weight moves), IA³ 3e-3 (Liu et al. 2022),
+# prompt tuning 3e-2 (a few embeddings from scratch; peft's causal-LM example).
+METHOD_LR = {"full": 5e-5, "ia3": 3e-3, "prompt_tuning": 3e-2}
+# finetune fields added with the methods: left out of stage keys at their defaults, so that a
+# LoRA-only task keeps the key (and the cached result) it had before them
+METHOD_FIELDS_DEFAULTS = {"methods": ["lora"], "method_lr": {}, "prompt_tuning_tokens": 20,
+                          "prompt_tuning_init": "text"}
+
+
 class FinetuneSpec(_Strict):
     mode: Literal["auto", "always", "never"] = "auto"
     r: int = Field(default=8, ge=1, le=512)
@@ -349,6 +361,46 @@ class FinetuneSpec(_Strict):
     devices: int = Field(default=1, ge=1, le=64)
     # an accelerate config file for that launch, e.g. FSDP for a model that does not fit one card
     accelerate_config: str | None = None
+    # fine-tuning methods measured side by side (issue 14): each trains as its own stage and the
+    # decision treats them as one family, "the fine-tune" being the one with the lowest validation
+    # loss. lora: r/alpha/targets above; full: every base weight; prompt_tuning: learned virtual
+    # tokens before the prompt; ia3: learned scaling vectors (k, v, down_proj on Llama).
+    methods: list[FinetuneMethod] = Field(default_factory=lambda: ["lora"], min_length=1)
+    # learning rate per method; `lr` stays LoRA's, the others default to METHOD_LR
+    method_lr: dict[FinetuneMethod, float] = Field(default_factory=dict)
+    prompt_tuning_tokens: int = Field(default=20, ge=1, le=512)
+    # text: the virtual tokens start as the embeddings of the task's instructions (repeated to
+    # fill them); random: as embeddings of tokens drawn from the vocabulary
+    prompt_tuning_init: Literal["text", "random"] = "text"
+
+    @field_validator("methods")
+    @classmethod
+    def _distinct_methods(cls, v: list[str]) -> list[str]:
+        dup = sorted({m for m in v if v.count(m) > 1})
+        if dup:
+            raise ValueError(f"{', '.join(dup)} is listed twice; list each method once")
+        return v
+
+    @field_validator("method_lr")
+    @classmethod
+    def _positive_lr(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [m for m, lr in v.items() if not 0 < lr < 1]
+        if bad:
+            raise ValueError(f"the learning rate of {bad[0]} must be between 0 and 1 (exclusive)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_process_for_other_methods(self) -> "FinetuneSpec":
+        if self.devices > 1 and self.methods != ["lora"]:
+            raise ValueError("several processes (devices > 1) train LoRA only; "
+                             "set methods: [lora] or devices: 1")
+        return self
+
+    def lr_for(self, method: str) -> float:
+        """LoRA keeps `lr` (today's tasks are tuned for it); the others have their own scale."""
+        if method in self.method_lr:
+            return self.method_lr[method]
+        return self.lr if method == "lora" else METHOD_LR[method]
 
 
 class RagSpec(_Strict):
@@ -477,6 +529,9 @@ class TaskSpec(_Strict):
             if dumped[section].get(k) == default:
                 dumped[section].pop(k)
         dumped["baseline"].pop("device", None)  # prices the result, does not change it
+        for k, default in METHOD_FIELDS_DEFAULTS.items():
+            if dumped["finetune"].get(k) == default:
+                dumped["finetune"].pop(k)
         return {n: dumped[n] for n in names if not (n in ("format", "judge") and dumped[n] is None)}
 
 

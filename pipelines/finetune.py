@@ -57,6 +57,16 @@ from advisor.metrics import demo_answer
 
 from .base import PipelineOutput, RunContext, SkipPipeline, Usage
 from .generation import Generator, answer
+from .methods import (
+    IA3_FEEDFORWARD,
+    IA3_TARGETS,
+    METHODS,
+    artifact_dir,
+    init_prompt,
+    peft_config,
+    soft_prompt,
+    soft_prompted,
+)
 from .prompts import build_messages
 from .training import (
     Encoded,
@@ -97,10 +107,13 @@ class _ModelState:
         return cls({n: p.requires_grad for n, p in model.named_parameters()}, model.training)
 
     def restore(self, peft_model: Any, base: Any) -> None:
-        """Remove every adapter layer (the original modules come back, weights untouched)."""
-        unloaded = peft_model.unload()
-        if unloaded is not base:  # pragma: no cover - peft returns the wrapped model itself
-            raise RuntimeError("peft unload returned another model; the shared model may be altered")
+        """Remove every adapter layer (the original modules come back, weights untouched). Prompt
+        tuning adds no layer to the base model (its virtual tokens live on the wrapper): only the
+        flags come back."""
+        if not getattr(peft_model, "_is_prompt_learning", False):
+            unloaded = peft_model.unload()
+            if unloaded is not base:  # pragma: no cover - peft returns the wrapped model itself
+                raise RuntimeError("peft unload returned another model; the shared model may be altered")
         for attr in ("peft_config", "_hf_peft_config_loaded"):
             if attr in base.__dict__:
                 delattr(base, attr)
@@ -111,16 +124,20 @@ class _ModelState:
 
 class FinetunePipeline:
     name = "finetune"
-    adapter_folder = "adapter"  # in the run folder (the stage's artifact)
+    adapter_folder: str | None = None  # in the run folder (the stage's artifact); None: the method's own
 
-    def __init__(self, *, share_prefix: bool = True):
+    def __init__(self, *, share_prefix: bool = True, method: str = "lora"):
+        if method not in METHODS:
+            raise ValueError(f"unknown fine-tuning method {method!r}; use one of {METHODS}")
         self.share_prefix = share_prefix  # pack micro-batches around a shared prompt prefix when possible
+        self.method = method  # pipelines/methods.py: lora | full | prompt_tuning | ia3
+        self.n_virtual = 0  # prompt tuning's virtual tokens, run through the model before every row
+        self.trained: Any = None  # full: the trained copy of the base model, kept for evaluation
 
     # ------------------------------------------------------------------ prepare = train
     def prepare(self, ctx: RunContext) -> None:
         import torch
         from accelerate import Accelerator
-        from peft import LoraConfig, get_peft_model
 
         if ctx.llm is None:
             raise SkipPipeline("needs a language model")
@@ -129,7 +146,7 @@ class FinetunePipeline:
         self.ctx = ctx
         spec, ft, llm = ctx.spec, ctx.spec.finetune, ctx.llm
         run_dir = ctx.run_dir or Path(tempfile.mkdtemp(prefix="advisor-finetune-"))
-        self.adapter_dir = Path(run_dir) / self.adapter_folder
+        self.adapter_dir = Path(run_dir) / (self.adapter_folder or artifact_dir(self.method))
         self.cuda = str(llm.device).startswith("cuda")
         if ft.devices > 1:
             from .finetune_launch import in_launched_process, launch_training
@@ -161,28 +178,33 @@ class FinetunePipeline:
         self.mask_dtype = None if attn == "sdpa" else next(model.parameters()).dtype
         state = _ModelState.capture(model)
         torch.manual_seed(ft.seed)
-        config = LoraConfig(r=ft.r, lora_alpha=ft.alpha, lora_dropout=ft.dropout, bias="none",
-                            target_modules=lora_targets(ft.targets), task_type="CAUSAL_LM")
-        peft_model = get_peft_model(model, config)
+        reset_peak_memory(str(llm.device))  # this method's peak, not an earlier stage's
+        peft_model, trained = self._trainable(model)
         self.step = 0
         try:
-            trainable, total, pct = trainable_counts(peft_model)
+            trainable, total, pct = trainable_counts(trained)
             setup_s = time.perf_counter() - t_setup
             try:
-                stats = self._train(peft_model, train, val, steps)
+                stats = self._train(trained, train, val, steps)
             except BaseException as e:
                 from advisor.errors import Interrupted
 
                 if isinstance(e, (KeyboardInterrupt, Interrupted)):
-                    self._save(peft_model, {"interrupted_at_step": self.step, "planned_steps": steps})
+                    self._save(peft_model or trained, {"interrupted_at_step": self.step, "planned_steps": steps})
                 raise
             t0 = time.perf_counter()
-            self._save(peft_model, {"steps": steps, **{k: v for k, v in stats.items() if k != "curve"}})
+            self._save(peft_model or trained, {"steps": steps, **{k: v for k, v in stats.items() if k != "curve"}})
             save_s = time.perf_counter() - t0
         finally:
-            state.restore(peft_model, model)
+            if peft_model is not None:
+                state.restore(peft_model, model)
             self.accel.free_memory()
             gc.collect()
+        if self.method == "full":
+            trained.eval()
+            for p in trained.parameters():
+                p.requires_grad_(False)
+            self.trained = trained
 
         hw, device_name = hardware_name(llm.device)
         self.usage = {
@@ -194,7 +216,8 @@ class FinetunePipeline:
             "peak_memory_gb": round(stats["peak_gb"], 3), "peak_memory_kind": stats["peak_kind"],
             "cpu_load_per_core": stats["load_per_core"],
             "device": str(llm.device), "device_hardware": hw, "device_name": device_name,
-            "processes": self.accel.num_processes, "seed": ft.seed, "lr": ft.lr, "r": ft.r, "alpha": ft.alpha,
+            "processes": self.accel.num_processes, "seed": ft.seed, "lr": ft.lr_for(self.method), "r": ft.r,
+            "alpha": ft.alpha, "method": self.method,
             "targets": ft.targets, "batch_size": ft.batch_size, "grad_accum": ft.grad_accum,
             "micro_batch": stats["micro_batch"],
             # tokens run through the model per train example (the shared prefix counted once per micro-batch)
@@ -210,8 +233,9 @@ class FinetunePipeline:
             "oom_retries": stats["oom"], "truncated_train_pairs": sum(e.truncated for e in encoded),
             "batching": "packed around a shared prefix" if self.prefix else "padded to the longest (left)",
             "shared_prefix_tokens": self.prefix,
-            "lora": {"r": ft.r, "alpha": ft.alpha, "dropout": ft.dropout, "target_modules": lora_targets(ft.targets)},
-            "schedule": {"warmup_steps": stats["warmup"], "lr": ft.lr, "decay": "linear to 0"},
+            "method": self.method,
+            **self._method_details(),
+            "schedule": {"warmup_steps": stats["warmup"], "lr": ft.lr_for(self.method), "decay": "linear to 0"},
             "adapter_dir": str(self.adapter_dir),
         }
         self.timings = {"train_setup": round(setup_s, 3), "train": round(stats["seconds"], 3),
@@ -220,16 +244,17 @@ class FinetunePipeline:
         if hw is None:
             self.notes.append(f"GPU '{device_name}' is not in advisor.cost's hardware table (device_hardware is "
                               f"null): its measured training time is not calibrated against a known peak")
+        rule = "6·N·D" if self.method == "full" else "4·N·D"
         if not self.cuda and steps < planned:
             self.notes.append(
                 f"CPU run: {steps} of {planned} planned steps (finetune.cpu_max_steps {ft.cpu_max_steps}), fp32. "
                 f"It is a small stand-in for the GPU run: that run's time and cost are estimated for "
-                f"{spec.hardware.gpu} (4·N·D), not measured, and the full run may score higher than this one."
+                f"{spec.hardware.gpu} ({rule}), not measured, and the full run may score higher than this one."
             )
         elif not self.cuda:
             self.notes.append(
                 f"CPU run of all {planned} planned steps, fp32: a stand-in for the GPU run with the same steps; "
-                f"its time and cost are estimated for {spec.hardware.gpu} (4·N·D), not measured."
+                f"its time and cost are estimated for {spec.hardware.gpu} ({rule}), not measured."
             )
 
     def train_pairs(self, ctx: RunContext) -> tuple[list[list[dict]], list[str]]:
@@ -239,6 +264,43 @@ class FinetunePipeline:
         prompts = [build_messages(spec, ctx.data.labels, e.input) for e in train_ex]
         answers = [demo_answer(e.expected[0], spec.format_rules()) for e in train_ex]  # in the task's format
         return prompts, answers
+
+    def _trainable(self, model: Any) -> tuple[Any, Any]:
+        """(the peft wrapper to save and unload, or None; the module the loop trains).
+
+        lora/ia3: adapter layers injected into the shared model (unloaded after training);
+        prompt_tuning: peft's virtual-token embeddings in front of the frozen model; full: a
+        copy of the model with every weight trainable (the shared one stays as it was)."""
+        import copy
+
+        from peft import get_peft_model
+
+        ctx, ft = self.ctx, self.ctx.spec.finetune
+        if self.method == "full":
+            trained = copy.deepcopy(model)
+            for p in trained.parameters():
+                p.requires_grad_(True)
+            return None, trained
+        peft_model = get_peft_model(model, peft_config(self.method, ft))
+        if self.method != "prompt_tuning":
+            return peft_model, peft_model
+        prompt = soft_prompt(peft_model)
+        init_prompt(prompt, model.get_input_embeddings(), ctx.llm.tokenizer, ft.prompt_tuning_init,
+                    ctx.spec.instructions, ft.seed)
+        self.n_virtual = int(prompt.shape[0])
+        return peft_model, soft_prompted(model, prompt)
+
+    def _method_details(self) -> dict:
+        ft = self.ctx.spec.finetune
+        if self.method == "lora":
+            return {"lora": {"r": ft.r, "alpha": ft.alpha, "dropout": ft.dropout,
+                             "target_modules": lora_targets(ft.targets)}}
+        if self.method == "ia3":
+            return {"ia3": {"target_modules": IA3_TARGETS, "feedforward_modules": IA3_FEEDFORWARD}}
+        if self.method == "prompt_tuning":
+            return {"prompt_tuning": {"num_virtual_tokens": ft.prompt_tuning_tokens, "init": ft.prompt_tuning_init}}
+        return {"full": {"trainable": "every base weight", "weights_dtype": str(next(self.trained.parameters()).dtype)
+                         if self.trained is not None else None}}
 
     # ------------------------------------------------------------------ the loop
     def _autocast(self):
@@ -253,7 +315,8 @@ class FinetunePipeline:
         ft, accel, progress = self.ctx.spec.finetune, self.accel, self.ctx.progress
         device, pad = accel.device, self.ctx.llm.tokenizer.pad_token_id
         params = [p for p in peft_model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=ft.lr, weight_decay=0.0)
+        lr = ft.lr_for(self.method)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         warmup = math.ceil(ft.warmup_ratio * steps)
         sched = LambdaLR(opt, linear_warmup_decay(warmup, steps))
         model, opt = accel.prepare(peft_model, opt)
@@ -274,8 +337,9 @@ class FinetunePipeline:
             for (s, _), v in zip(pending, vals):
                 if not math.isfinite(v):
                     raise TrainingDiverged(
-                        f"training diverged: the loss is {v} at step {s} of {steps} (lr {ft.lr}); "
-                        f"lower finetune.lr or check the train data"
+                        f"training diverged: the loss is {v} at step {s} of {steps} (lr {lr}); "
+                        f"lower finetune.{'lr' if self.method == 'lora' else 'method_lr.' + self.method} "
+                        f"or check the train data"
                     )
                 curve["train"].append([s, round(v, 5)])
             pending.clear()
@@ -355,7 +419,7 @@ class FinetunePipeline:
         total, computed = None, 0
         for k, chunk in enumerate(chunks):
             batch = self._batch(chunk, pad).to(device)
-            computed += batch.tokens
+            computed += batch.tokens + self.n_virtual * batch.input_ids.shape[0]  # virtual tokens run too
             sync = nullcontext() if k == len(chunks) - 1 else self.accel.no_sync(model)
             with sync:
                 with self._autocast():
@@ -384,42 +448,79 @@ class FinetunePipeline:
         model.train()
         return float(total) / n
 
-    def _save(self, peft_model: Any, info: dict) -> None:
+    def _save(self, trained: Any, info: dict) -> None:
+        """The peft adapter (lora, ia3, prompt_tuning), or the whole trained model (full:
+        safetensors, the base model's size), with the training's settings beside it."""
         if not self.accel.is_main_process:
             return
         self.adapter_dir.mkdir(parents=True, exist_ok=True)
-        peft_model.save_pretrained(str(self.adapter_dir))
+        trained.save_pretrained(str(self.adapter_dir))
         ft = self.ctx.spec.finetune.model_dump(mode="json")
         (self.adapter_dir / "advisor_training.json").write_text(
-            json.dumps({"finetune": ft, "base_model": self.ctx.llm.name, **info}, indent=1, default=str)
+            json.dumps({"finetune": ft, "method": self.method, "base_model": self.ctx.llm.name, **info}, indent=1,
+                       default=str)
         )
 
     # ------------------------------------------------------------------ predict = evaluate
     def predict(self, examples: list["Example"]) -> PipelineOutput:
-        from peft import PeftModel
+        """The eval set through the shared generator's code with the trained method in place: the
+        adapter layers inside the shared model (lora, ia3), the virtual tokens as the generator's
+        soft prefix (prompt_tuning), or the trained copy (full)."""
+        from dataclasses import replace
 
         ctx, spec = self.ctx, self.ctx.spec
         model = ctx.llm.model
+        shared = ctx.generator or Generator(ctx.llm, progress=ctx.progress)
+
+        def own(llm: Any, soft: Any = None) -> Generator:
+            return Generator(llm, batch_size=shared.batch_size, max_batch_tokens=shared.max_batch_tokens,
+                             progress=ctx.progress, soft_prefix=soft)
+
         state = _ModelState.capture(model)
         t0 = time.perf_counter()
-        peft_model = PeftModel.from_pretrained(model, str(self.adapter_dir))
-        peft_model.eval()
+        peft_model = None
+        if self.method == "full":
+            trained = self.trained if self.trained is not None else self._load_full()
+            gen = own(replace(ctx.llm, model=trained))
+        else:
+            from peft import PeftModel
+
+            peft_model = PeftModel.from_pretrained(model, str(self.adapter_dir))
+            peft_model.eval()
+            if self.method == "prompt_tuning":
+                soft = soft_prompt(peft_model).detach().clone()
+                state.restore(peft_model, model)
+                peft_model = None
+                gen = own(ctx.llm, soft)
+            else:  # the adapter layers sit inside the shared model, so the shared generator runs them
+                gen = shared
         load_s = time.perf_counter() - t0
         try:
-            # the adapter layers sit inside the shared model, so the shared generator runs them
-            gen = ctx.generator or Generator(ctx.llm, progress=ctx.progress)
             prompts = [build_messages(spec, ctx.data.labels, e.input) for e in examples]
             t0 = time.perf_counter()
             preds = answer(gen, prompts, [e.id for e in examples], decoding=spec.decoding, labels=ctx.data.labels,
-                           max_new_tokens=spec.max_new_tokens, desc="finetune: evaluating")
+                           max_new_tokens=spec.max_new_tokens, desc=f"finetune ({self.method}): evaluating")
             secs = time.perf_counter() - t0
         finally:
-            state.restore(peft_model, model)
+            if peft_model is not None:
+                state.restore(peft_model, model)
+            self.trained = None  # the full copy's memory goes back
+            gc.collect()
         n = max(1, len(preds))
-        usage = {**self.usage, "prompt_tokens_mean": sum(p.prompt_tokens for p in preds) / n,
+        usage = {**self.usage,
+                 # a prompt-tuned model runs its virtual tokens before every request's prompt
+                 "prompt_tokens_mean": sum(p.prompt_tokens for p in preds) / n + self.n_virtual,
                  "output_tokens_mean": sum(p.output_tokens for p in preds) / n}
         return PipelineOutput(preds, timings={**self.timings, "load_adapter": round(load_s, 3), "predict": round(secs, 3)},
                               usage=Usage.from_dict(usage), details=dict(self.details), notes=list(self.notes))
+
+    def _load_full(self) -> Any:
+        """The saved full fine-tune, on the base model's device and dtype."""
+        from transformers import AutoModelForCausalLM
+
+        llm = self.ctx.llm
+        model = AutoModelForCausalLM.from_pretrained(str(self.adapter_dir), dtype=llm.model.dtype)
+        return model.to(llm.device).eval()
 
 
 def _load_per_core() -> float | None:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Sequence
 from .base import Prediction, ProgressFn, no_progress
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from advisor.models import LoadedLLM
 
 Messages = list[dict[str, str]]
@@ -67,6 +69,7 @@ class Generator:
         batch_size: int = 32,  # ~20% more tokens/s than 16 on 2 CPU cores (benchmarks/bench_generation)
         max_batch_tokens: int = 8192,
         progress: ProgressFn = no_progress,
+        soft_prefix: "torch.Tensor | None" = None,
     ):
         self.llm = llm
         self.tok = llm.tokenizer
@@ -76,6 +79,10 @@ class Generator:
         self.max_batch_tokens = max_batch_tokens
         self.progress = progress
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096) or 4096)
+        # prompt tuning's learned virtual tokens [V, hidden]: input embeddings before every prompt,
+        # at positions 0..V-1, held in the shared prefix's KV cache (pipelines/methods.py)
+        self.soft_prefix = soft_prefix
+        self.n_soft = 0 if soft_prefix is None else int(soft_prefix.shape[0])
 
     # ---------------------------------------------------------------- tokenisation
     def render(self, messages: Messages) -> str:
@@ -88,7 +95,7 @@ class Generator:
         """
         texts = [self.render(m) for m in prompts]
         ids = self.tok(texts, add_special_tokens=False)["input_ids"]
-        limit = self.max_context - reserve
+        limit = self.max_context - reserve - self.n_soft
         return [x[-limit:] if len(x) > limit else x for x in ids]
 
     def _pad(self, seqs: list[list[int]]):
@@ -119,9 +126,10 @@ class Generator:
         # computed once and shared by every batch instead of once per prompt.
         prefix = self._shared_prefix(encoded)
         prefix_ids = encoded[0][:prefix]
-        prefix_cache = self._prefix_cache(prefix_ids) if prefix else None
+        cached = bool(prefix or self.n_soft)
+        prefix_cache = self._prefix_cache(prefix_ids) if cached else None
         for batch in length_batches([len(e) + max_new_tokens for e in encoded], self.batch_size, budget):
-            if prefix:
+            if cached:
                 ids, mask, cache = self._prefixed_batch(prefix_cache, prefix_ids, [encoded[i][prefix:] for i in batch])
             else:
                 (ids, mask), cache = self._pad([encoded[i] for i in batch]), None
@@ -172,7 +180,8 @@ class Generator:
         cont, cmask = cont.to(self.device), cmask.to(self.device)
         results: list[ChoiceResult | None] = [None] * len(encoded)
         prefix = self._shared_prefix(encoded)
-        if prefix:
+        cached = bool(prefix or self.n_soft)
+        if cached:
             # few-shot demos and label lists repeat in every prompt: encode them once
             prefix_cache = self._prefix_cache(encoded[0][:prefix])
             encoded_rest = [e[prefix:] for e in encoded]
@@ -182,8 +191,9 @@ class Generator:
         done = 0
         self.progress(desc, 0, len(encoded))
         for batch in batches:
-            if prefix:
-                scores = self._score_batch_prefixed(prefix_cache, prefix, [encoded_rest[i] for i in batch], cont, cmask)
+            if cached:
+                scores = self._score_batch_prefixed(prefix_cache, self.n_soft + prefix, [encoded_rest[i] for i in batch],
+                                                    cont, cmask)
             else:
                 ids, mask = self._pad([encoded[i] for i in batch])
                 scores = self._score_batch(ids, mask, cont, cmask)
@@ -213,9 +223,13 @@ class Generator:
     def _prefix_cache(self, prefix: list[int]):
         import torch
 
-        ids = torch.tensor([prefix], device=self.device)
+        ids = torch.tensor([prefix], dtype=torch.long, device=self.device)
         with torch.inference_mode():
-            return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+            if self.soft_prefix is None:
+                return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+            emb = self.model.get_input_embeddings()(ids)
+            soft = self.soft_prefix.to(device=emb.device, dtype=emb.dtype)[None]
+            return self.model(inputs_embeds=torch.cat([soft, emb], dim=1), use_cache=True, logits_to_keep=1).cache
 
     def _prefixed_batch(self, prefix_cache, prefix: list[int], rests: list[list[int]]):
         """(ids, mask, cache) for generate(): `prefix + rest` per row, the rests left-padded after
@@ -225,7 +239,9 @@ class Generator:
 
         b = len(rests)
         rids, rmask = self._pad(rests)
-        pids = torch.tensor([prefix], dtype=torch.long, device=self.device).expand(b, -1)
+        # virtual tokens have no ids: placeholders stand for them (generate runs only what the cache lacks)
+        pids = torch.tensor([[self.tok.pad_token_id] * self.n_soft + list(prefix)], dtype=torch.long,
+                            device=self.device).expand(b, -1)
         ids = torch.cat([pids, rids], dim=1)
         mask = torch.cat([torch.ones_like(pids), rmask], dim=1)
         return ids, mask, self._repeat_cache(prefix_cache, b)

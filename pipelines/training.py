@@ -270,17 +270,39 @@ def hardware_name(device: str) -> tuple[str | None, str]:
 
 
 def reset_peak_memory(device: str) -> None:
+    """Start a new peak: CUDA's counter, or on Linux the process's peak RSS (clear_refs 5 resets
+    VmHWM), so that methods trained one after another in one process each get their own peak."""
     if str(device).startswith("cuda"):
         import torch
 
         torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:  # not Linux, or not allowed: the peak since the process started is reported
+        pass
+
+
+def _vm_hwm_gb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            line = next((x for x in f if x.startswith("VmHWM:")), None)
+    except OSError:
+        return None
+    return int(line.split()[1]) * 1024 / 1e9 if line else None
 
 
 def peak_memory(device: str) -> tuple[float, str]:
-    """(GB, what was measured): CUDA max allocated, or the process's peak RSS on CPU."""
+    """(GB, what was measured): CUDA max allocated, or the process's peak RSS on CPU (since the last
+    reset_peak_memory where Linux allows it: the whole process holds the base model and whatever
+    earlier stages loaded, so it is the training's footprint plus that)."""
     if str(device).startswith("cuda"):
         import torch
 
         return torch.cuda.max_memory_allocated() / 1e9, "cuda_max_allocated"
+    hwm = _vm_hwm_gb()
+    if hwm is not None:
+        return hwm, "process_peak_rss"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return rss * (1 if sys.platform == "darwin" else 1024) / 1e9, "process_peak_rss"

@@ -106,6 +106,27 @@ def smollm(advisor_home):
 
 
 @pytest.fixture(scope="session")
+def tiny_llm(advisor_home):
+    """A 2-layer random Llama with the real tokenizer: a training loop's mechanics in a fraction of
+    a second (hidden 32, MLP 64, 4 heads of 8, 2 key/value heads, tied embeddings)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from advisor.models import LoadedLLM, load_tokenizer
+
+    tok = load_tokenizer("bundled:smollm2-135m-instruct")
+    tok.padding_side = "left"  # as load_llm sets it
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg).eval()
+    return LoadedLLM("tiny", "", model, tok, "cpu", sum(p.numel() for p in model.parameters()))
+
+
+@pytest.fixture(scope="session")
 def generator(smollm):
     from pipelines.generation import Generator
 

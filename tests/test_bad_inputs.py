@@ -121,6 +121,12 @@ CASES = [
      "only, never Python objects); remove the tag."),
     ("bad-finetune-option", {"task.yaml": TASK, "eval.jsonl": jsonl(ROWS)}, ["--finetune", "sometimes"],
      "--finetune: 'sometimes' is not a mode; use auto, always or never."),
+    ("bad-methods-option", {"task.yaml": TASK, "eval.jsonl": jsonl(ROWS)}, ["--methods", "lora,adapters"],
+     "--methods: 'lora,adapters': Input should be 'lora', 'full', 'prompt_tuning' or 'ia3'; list methods from lora, "
+     "full, prompt_tuning, ia3, separated by commas."),
+    ("methods-twice-option", {"task.yaml": TASK, "eval.jsonl": jsonl(ROWS)}, ["--methods", "ia3,ia3"],
+     "--methods: 'ia3,ia3': ia3 is listed twice; list each method once; list methods from lora, full, "
+     "prompt_tuning, ia3, separated by commas."),
     ("out-is-a-file", {"task.yaml": TASK, "eval.jsonl": jsonl(ROWS), "taken": "a file"}, ["--out", "taken"],
      "taken: is a file, not a run folder; choose another --out."),
     ("out-under-a-file", {"task.yaml": TASK, "eval.jsonl": jsonl(ROWS), "taken": "a file"}, ["--out", "taken/run1"],

@@ -294,6 +294,26 @@ def test_full_finetune_is_6nd_and_may_not_fit():
     assert r["memory_gb"] == pytest.approx(16.0) and r["fits_memory"] is False  # X has 10 GB
 
 
+def test_a_measured_full_fine_tune_is_6nd_and_the_peft_methods_4nd():
+    """Methods side by side (issue 14): full = 6·N·D with 16 bytes per weight, measured time
+    compared; IA³ and prompt tuning 4·N·D like LoRA, memory from their own trainable count."""
+    full = estimate_pipeline_cost(kind="finetune", method="full", train_tokens=1e6, trainable_params=123,
+                                  measured_train_seconds=20_000, **COMMON)
+    assert full["train_flops"] == 6e15 and full["method"] == "full"
+    # estimate 6e15 / (1e12 * 0.5 * S1B) = 12,000 / S1B s against 20,000 measured
+    assert full["estimate_error_pct"] == pytest.approx(100 * (12_000 / S1B - 20_000) / 20_000, rel=1e-3)
+    assert full["measured_mfu"] == pytest.approx(0.3)  # 6e15 / (2e4 * 1e12)
+    assert full["memory_gb"] == pytest.approx(16.0)  # 1e9 params x 16 bytes, whatever trainable says
+    assert not any("never run" in a for a in full["assumptions"])
+    assert any("6·N·D" in a for a in full["assumptions"])
+    for method in ("ia3", "prompt_tuning"):
+        r = estimate_pipeline_cost(kind="finetune", method=method, train_tokens=1e6, trainable_params=1e5, **COMMON)
+        assert r["train_flops"] == 4e15 and r["method"] == method
+        assert r["memory_gb"] == pytest.approx(2.0 + 1e5 * 16 / 1e9)
+    with pytest.raises(ValueError):
+        estimate_pipeline_cost(kind="finetune", method="adapter", train_tokens=1e6, **COMMON)
+
+
 def test_baseline_runs_on_the_cpu_stand_in():
     r = estimate_pipeline_cost(kind="baseline", embed_params=2e7, train_tokens=1e5,
                                **{**COMMON, "prompt_tokens": 50, "hw": HARDWARE["H100"]})

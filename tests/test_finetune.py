@@ -191,23 +191,6 @@ def test_packing_around_the_shared_prefix_gives_the_padded_loss_and_gradients(ti
 # ------------------------------------------------------------------------------------ tiny model
 
 
-@pytest.fixture(scope="module")
-def tiny_llm(smollm):
-    """A 2-layer random Llama with the real tokenizer: the loop's mechanics in a fraction of a second."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from advisor.models import LoadedLLM
-
-    tok = smollm.tokenizer
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True)
-    model = LlamaForCausalLM(cfg).eval()
-    return LoadedLLM("tiny", "", model, tok, "cpu", sum(p.numel() for p in model.parameters()))
-
-
 def _ctx(spec, data, llm, run_dir, progress=None):
     from pipelines.base import RunContext
 

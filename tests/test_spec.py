@@ -69,6 +69,16 @@ BAD = [
      "task.yaml: field 'type': is empty; use one of: classification, qa, generation."),
     ("mode-unknown", BASE + "finetune: {mode: sometimes}\n",
      "task.yaml: field 'finetune.mode': 'sometimes' is not allowed; use one of: auto, always, never."),
+    ("method-unknown", BASE + "finetune: {methods: [lora, adapter]}\n",
+     "task.yaml: field 'finetune.methods.1': 'adapter' is not allowed; use one of: lora, full, prompt_tuning, ia3."),
+    ("method-twice", BASE + "finetune: {methods: [ia3, lora, ia3]}\n",
+     "task.yaml: field 'finetune.methods': ia3 is listed twice; list each method once."),
+    ("methods-empty", BASE + "finetune: {methods: []}\n",
+     "task.yaml: field 'finetune.methods': is an empty list; list at least 1 item."),
+    ("methods-on-several-processes", BASE + "finetune: {methods: [lora, full], devices: 2}\n",
+     "task.yaml: field 'finetune': several processes (devices > 1) train LoRA only; set methods: [lora] or devices: 1."),
+    ("method-lr-typo", BASE + "finetune: {method_lr: {fulll: 0.0001}}\n",
+     "task.yaml: field 'finetune.method_lr.fulll': 'fulll' is not allowed; did you mean 'full'?"),
     ("metric-of-other-type", BASE.replace("metric: accuracy", "metric: token_f1"),
      "task.yaml: field 'target.metric': 'token_f1' is not a metric of a classification task; "
      "use one of: accuracy, macro_f1, or a custom scorer module:function."),
@@ -288,6 +298,26 @@ def test_explicit_settings_are_kept(tmp_path):
     assert s.hardware.gpu == "H100" and s.hardware.usd_per_hour == 2.5  # gpu names are case-insensitive
     assert s.models.trust_remote_code is True and s.models.selection_limit == 10
     assert (s.finetune.mode, s.finetune.r, s.finetune.targets) == ("always", 16, "all-linear")
+
+
+def test_finetune_methods_default_to_lora_and_leave_old_stage_keys_alone(tmp_path):
+    c = load_text(tmp_path, BASE)
+    assert c.finetune.methods == ["lora"] and c.finetune.lr_for("lora") == c.finetune.lr == 1e-3
+    # the finetune section a LoRA-only task's stage key hashes: exactly the fields it had before methods
+    assert list(c.section("finetune")["finetune"]) == [
+        "mode", "r", "alpha", "dropout", "targets", "lr", "warmup_ratio", "epochs", "max_steps", "cpu_max_steps",
+        "batch_size", "grad_accum", "val_fraction", "max_length", "seed", "devices", "accelerate_config"]
+    s = load_text(tmp_path, BASE + "finetune: {methods: [lora, full, prompt_tuning, ia3], lr: 0.002, "
+                                   "method_lr: {ia3: 0.01}, prompt_tuning_tokens: 8, prompt_tuning_init: random}\n")
+    ft = s.finetune
+    assert ft.methods == ["lora", "full", "prompt_tuning", "ia3"] and ft.prompt_tuning_tokens == 8
+    # LoRA keeps finetune.lr; the others their own scale unless the task sets one
+    assert (ft.lr_for("lora"), ft.lr_for("ia3"), ft.lr_for("full"), ft.lr_for("prompt_tuning")) == (
+        0.002, 0.01, 5e-5, 3e-2)
+    assert s.section("finetune")["finetune"]["prompt_tuning_init"] == "random"
+    from advisor.cli import _with_methods  # `advisor assess --methods` sets the same field, checked alike
+
+    assert _with_methods(c.finetune, " lora, ia3 ").methods == ["lora", "ia3"] and c.finetune.methods == ["lora"]
 
 
 def test_labels_forms(tmp_path):

@@ -138,6 +138,8 @@ def to_markdown(report: dict) -> str:
         ci = p.get("ci")
         ci_txt = f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "—"
         note = p.get("reason", "") if p["status"] != "ok" else ("reused" if p.get("reused") else "")
+        if p["status"] == "ok" and p.get("method"):  # the fine-tune family's chosen method
+            note = (note + f" method {p['method']}").strip()
         lines.append(
             f"| {title(name)} | {p['status']} | {fmt(p.get('score'))} | {ci_txt} | {p.get('n', '—')} | "
             f"{fmt_usd(c.get('setup_usd'))} | {fmt_usd(c.get('usd_per_1k_requests'))} | "
@@ -185,10 +187,18 @@ def to_markdown(report: dict) -> str:
     timing = training_time_line(report)
     if timing:
         lines += ["", "## Training time: estimated vs measured", "", f"- {timing}"]
+    heading, cols, rows, note = method_rows(report)
+    if rows:
+        lines += ["", f"## {heading}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines += ["", f"- {note}"]
     lines.append("")
     return redact("\n".join(lines))
 
 
+METHODS_NOTE = ("val loss: answer-token cross-entropy on the held-out train slice, the same items for every "
+                "method, which chooses the fine-tune (the eval items do not); peak GB: the process's peak resident "
+                "memory while the method trained (base model included) on a CPU, CUDA's peak allocation on a GPU")
 CHOICES_NOTE = ("classification with choices decoding scores each label's likelihood: the output is "
                 "already constrained to the labels, the same kind of workflow constraint as constrained decoding")
 
@@ -225,6 +235,56 @@ def quality_rows(report: dict) -> tuple[list[str], list[list[str]]]:
             row.append(fmt((p.get("groundedness") or {}).get("score")))
         rows.append(row)
     return cols, rows
+
+
+METHOD_COLS = ("method", "trainable", "{metric}", "95% CI", "val loss", "train tok/s", "train s", "est. train s",
+               "est. error", "wall s", "peak GB", "load/core", "setup $", "chosen")
+# terminal widths: every column from 170, the cost model's error and memory from 130, else (CI logs, 80) the core
+METHOD_TIERS = ((170, METHOD_COLS), (130, ("method", "trainable", "{metric}", "95% CI", "val loss", "train s",
+                                           "est. train s", "est. error", "peak GB", "chosen")),
+                (0, ("method", "trainable", "{metric}", "95% CI", "val loss", "train s", "chosen")))
+
+
+def method_rows(report: dict) -> tuple[str, list[str], list[list[str]], str]:
+    """The fine-tune family's table (finetune.methods, issue 14): (title, columns, rows, note); no
+    rows when at most one method ran. Measured training time beside the cost model's estimate for
+    the same device and method (6·N·D full, 4·N·D the others): its error; setup $ on the task's card."""
+    ft = (report.get("pipelines") or {}).get("finetune") or {}
+    methods = ft.get("methods") or []
+    if len(methods) < 2:
+        return "", [], [], ""
+    metric = report["task"]["metric"]
+    cols = [c.format(metric=metric) for c in METHOD_COLS]
+    rows = []
+    for r in methods:
+        if r.get("status") != "ok":
+            rows.append([r.get("title") or r["method"], r.get("status", "?"), *([""] * (len(cols) - 3)),
+                         str(r.get("reason", ""))[:80]])
+            continue
+        ci = r.get("ci")
+        est, err = r.get("train_seconds_estimated"), r.get("estimate_error_pct")
+        rows.append([
+            r.get("title") or r["method"],
+            f"{r['trainable_pct']:.3g} % ({r['trainable_params']:,})" if r.get("trainable_pct") is not None else "—",
+            fmt(r.get("score")), f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "—",
+            fmt(r.get("final_val_loss"), 4), fmt(r.get("train_tokens_per_second"), 0),
+            fmt(r.get("train_seconds"), 1), fmt(est, 1), f"{err:+.0f} %" if err is not None else "—",
+            fmt(r.get("wall_seconds"), 1), fmt(r.get("peak_memory_gb"), 2), fmt(r.get("cpu_load_per_core"), 2),
+            fmt_usd(r.get("setup_usd")), "✓" if r.get("chosen") else "",
+        ])
+    ok = [r for r in methods if r.get("status") == "ok"]
+    chosen = next((r.get("title") or r["method"] for r in methods if r.get("chosen")), None)
+    heading = "Fine-tuning methods side by side"
+    if chosen:
+        heading += f" — the fine-tune is {chosen} ({ft.get('method_choice', '')})"
+    devices = sorted({str(r.get("device")) for r in ok if r.get("device")})
+    loads = [r["cpu_load_per_core"] for r in ok if r.get("cpu_load_per_core") is not None]
+    hw = ((report.get("costs") or {}).get("hardware") or {}).get("name")
+    note = (f"est. train s: the cost model for {', '.join(devices) or 'the device it ran on'} (6·N·D full, 4·N·D "
+            f"the others) against the measured train s"
+            + (f"; load per core while training {min(loads):.2f}–{max(loads):.2f}" if loads else "")
+            + (f"; setup $ on {hw}" if hw else "") + ". " + METHODS_NOTE)
+    return heading, cols, rows, note
 
 
 def judge_cost_line(report: dict) -> str | None:

@@ -13,9 +13,8 @@ from rich.text import Text
 
 from .. import catalogue
 from ..environment import shown
-from .files import title
-from .files import (fmt, fmt_sig, fmt_usd, judge_cost_line, pretraining_line, quality_rows,
-                    recommendation_title, training_time_line)
+from .files import (METHOD_COLS, METHOD_TIERS, fmt, fmt_sig, fmt_usd, judge_cost_line, method_rows,
+                    pretraining_line, quality_rows, recommendation_title, title, training_time_line)
 
 STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
 
@@ -62,6 +61,8 @@ def pipelines_table(report: dict, width: int = WIDE) -> Table:
         note = p.get("reason", "") if p["status"] != "ok" else ("reused" if p.get("reused") else "")
         if p["status"] == "ok" and p.get("details", {}).get("variant"):
             note = (note + " " + p["details"]["variant"]).strip()
+        if p["status"] == "ok" and p.get("method"):  # the fine-tune family's chosen method
+            note = (note + f" method {p['method']}").strip()
         mark = p.get("score")
         score_txt = fmt(mark)
         if mark is not None and mark >= t["target"]:
@@ -110,6 +111,24 @@ def quality_table(report: dict) -> Table | None:
     return table
 
 
+def methods_table(report: dict, width: int = WIDE) -> Table | None:
+    """The fine-tune family side by side (when more than one method ran); fewer columns when narrow."""
+    heading, cols, rows, note = method_rows(report)
+    if not rows:
+        return None
+    keep = next(tier for least, tier in METHOD_TIERS if width >= least)
+    idx = [i for i, c in enumerate(METHOD_COLS) if c in keep]
+    table = Table(title=escape(heading), caption=escape(note) if width >= 130 else None)
+    for i in idx:
+        last = i == len(METHOD_COLS) - 1  # "chosen", or a failed method's reason: that one may wrap
+        table.add_column(cols[i], no_wrap=not last, justify="left" if i == 0 else "right", min_width=6 if last else None,
+                         overflow="fold" if last else "ellipsis")
+    for r in rows:
+        cells = [r[i] if not (i == 1 and width < 170) else r[i].split(" (")[0] for i in idx]  # the share, not the count
+        table.add_row(*(escape(c) for c in cells))
+    return table
+
+
 def selection_table(report: dict) -> Table | None:
     rows = report.get("base_model_selection") or []
     if len(rows) < 2:
@@ -130,8 +149,8 @@ def render(report: dict, console: Console | None = None) -> None:
     report = shown(report)  # secrets redacted and terminal escapes removed from everything shown
     if report["task"].get("trust_remote_code"):
         console.print("[bold yellow]trust_remote_code: true[/] — the task allowed the model's own Python code to run")
-    for part in (selection_table(report), pipelines_table(report, console.width), quality_table(report),
-                 comparisons_table(report, console.width)):
+    for part in (selection_table(report), pipelines_table(report, console.width),
+                 methods_table(report, console.width), quality_table(report), comparisons_table(report, console.width)):
         if part is not None:
             console.print(part)
     if judge_cost_line(report):
