@@ -39,6 +39,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -133,10 +134,12 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
         self.inputs = {i.get_any_name() for i in self.compiled.inputs}
         self.request = self.compiled.create_infer_request()
         self._out = self.compiled.output(0)
+        self._lock = threading.Lock()  # one infer request: unlike an ORT session, not thread-safe
         self._describe(st_model)
 
     def _hidden(self, feed: dict) -> Any:
-        return self.request.infer(feed)[self._out]
+        with self._lock:
+            return self.request.infer(feed)[self._out].copy()
 
 
 def openvino_precision(core: Any = None) -> str:
