@@ -6,7 +6,8 @@ benchmarked without a language model.
 * **Chunks.** Documents are split with LangChain's recursive character splitter (each chunk keeps
   its source id and title; chunk ids are ``<doc id>#<i>``).
 * **Embeddings.** Batches through the task's sentence-transformers model (on CPU, the same model
-  exported to ONNX Runtime when that is faster here: ``embed_onnx``), longest texts first across
+  exported to ONNX Runtime or OpenVINO when that is faster here and near-exact: ``embed_onnx``;
+  opt-in int8 vectors get collections of their own), longest texts first across
   the whole call, wrapped as a LangChain ``Embeddings``, so Chroma never reaches for its default
   ONNX embedder, which downloads.
 * **Collections.** Named by a hash of (content, embedder, chunking). A collection is built under
@@ -93,11 +94,17 @@ def source_of(chunk_id: str) -> str:
 class SentenceEmbeddings(Embeddings):
     """Our sentence-transformers model as a LangChain ``Embeddings`` (batched, with progress)."""
 
-    def __init__(self, model, name: str, progress=no_progress, batch_size: int = EMBED_BATCH):
+    def __init__(self, model, name: str, progress=no_progress, batch_size: int | None = None):
         self.model = model
         self.name = name
         self.progress = progress
-        self.batch_size = batch_size
+        # an exported encoder carries the batch measured fastest for it (embed_onnx)
+        self.batch_size = batch_size or getattr(model, "batch_size", EMBED_BATCH)
+
+    @property
+    def vector_tag(self) -> str:
+        """Non-empty for vectors that are not (near) the fp32 model's (opt-in int8): own collections."""
+        return getattr(self.model, "vector_tag", "")
 
     def embed_many(self, texts: Sequence[str], desc: str | None = "embedding"):
         """float32 [n, dim], L2-normalised, in batches of ``batch_size``."""
@@ -225,6 +232,9 @@ def ensure_collection(client, kind: str, key: str, ids: Sequence[str], texts: Se
     ``complete: True`` and the count in its metadata; reuse checks both, so a killed build is
     never taken for a finished one.
     """
+    tag = getattr(embedder, "vector_tag", "")
+    if tag:  # int8 vectors never mix with fp32 ones in one collection
+        key = f"{key}-{tag}"
     with _build_lock(client, f"{kind}-{key}"):
         return _ensure_collection(client, kind, key, ids, texts, documents, metadatas, embedder, desc=desc)
 
