@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
         per_item[name] = s.per_example[spec.metric]
         rows[name] = {"score": round(s.metrics[spec.metric], 4), "ci": [round(x, 4) for x in stats.score_ci(per_item[name])],
                       "train_prompts": out.details["train_prompts"], "extractor": out.details["extractor"],
-                      "train_seconds": out.usage["train_seconds"], "steps": out.usage["steps"],
-                      "cpu_load_per_core": out.usage["cpu_load_per_core"], "wall_seconds": round(time.perf_counter() - t0, 1)}
+                      "train_seconds": out.usage.train_seconds, "steps": out.usage.extra.get("steps"),
+                      "cpu_load_per_core": out.usage.cpu_load_per_core, "wall_seconds": round(time.perf_counter() - t0, 1)}
         print(name, rows[name], flush=True)
     names = list(rows)
     comparisons = []
