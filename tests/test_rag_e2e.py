@@ -115,7 +115,7 @@ def test_made_up_fact_answered_with_rag_not_without(qa_task, smollm, generator, 
     assert idx["reused"] is False and idx["chunks"] == 4 and idx["size_bytes"] > 0
     assert out.timings["index"] == idx["build_seconds"]  # the build is what the index timing reports
     assert {"retrieve", "predict"} <= set(out.timings)
-    u = out.usage
+    u = out.usage.to_dict()  # the report.json form of the Usage record
     closed_tokens = sum(p.prompt_tokens for p in closed) / len(closed)
     assert u["prompt_tokens_mean"] > closed_tokens + 40  # the passages are in the prompt
     assert 5 < u["query_tokens_mean"] < 30 and u["corpus_tokens"] > 60 and u["index_chunks"] == 4
