@@ -177,8 +177,6 @@ def _rag_applies(s: Situation) -> str | None:
 def finetune_gate(s: Situation) -> str | None:
     """What every fine-tune step checks: a local model, enough train pairs, and — in auto mode —
     no cheaper pipeline already meeting the target (the seed's order)."""
-    from .decide import should_run_finetune  # scipy: only when a run gets this far
-
     if s.finetune_base is None:
         return ("every candidate is an endpoint; fine-tuning needs a local model "
                 "(add one to models.candidates)")
@@ -186,17 +184,20 @@ def finetune_gate(s: Situation) -> str | None:
         return "no train set"
     if len(s.data.train) < MIN_TRAIN_FOR_FINETUNE:
         return f"{len(s.data.train)} train examples; fine-tuning needs {MIN_TRAIN_FOR_FINETUNE}"
-    cheaper = {k: v for k, v in s.outcomes.items() if k in cheaper_than_gated()}
-    run, why = should_run_finetune(s.spec.finetune.mode, cheaper, s.spec.target.min, s.spec.higher_is_better)
+    run, why = _mode_gate(s)
     return None if run else why
+
+
+def _mode_gate(s: Situation) -> tuple[bool, str]:
+    """--finetune auto|always|never against the non-gated pipelines' results (decide's rule)."""
+    from .decide import should_run_finetune  # scipy: only when a run gets this far
+
+    return should_run_finetune(s.spec.finetune.mode, s.outcomes, s.spec.target.min, s.spec.higher_is_better)
 
 
 def gate_reason(s: Situation) -> str:
     """The sentence a gated pipeline that does run carries ("run because: ...")."""
-    from .decide import should_run_finetune
-
-    cheaper = {k: v for k, v in s.outcomes.items() if k in cheaper_than_gated()}
-    return should_run_finetune(s.spec.finetune.mode, cheaper, s.spec.target.min, s.spec.higher_is_better)[1]
+    return _mode_gate(s)[1]
 
 
 def _rag_finetune_applies(s: Situation) -> str | None:
