@@ -391,7 +391,11 @@ def test_assess_trains_lora_and_ia3_and_reports_the_family(tiny_task, tmp_path):
     for r in rows.values():
         assert r["train_seconds"] > 0 and r["train_seconds_estimated"] > 0 and r["peak_memory_gb"] > 0.3
     kept = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("adapter"))
-    assert kept == [{"lora": "adapter", "ia3": "adapter-ia3"}[best["method"]]]
+    # --finetune always also runs RAG + fine-tune (its own artefact, adapter-rag); of the family only
+    # the chosen method's weights stay
+    rag_ft = report["pipelines"]["rag_finetune"]
+    assert rag_ft["status"] == "ok", rag_ft
+    assert kept == sorted([{"lora": "adapter", "ia3": "adapter-ia3"}[best["method"]], "adapter-rag"])
     assert "Fine-tuning methods side by side" in (tmp_path / "run" / "report.md").read_text()
 
     again = _assess(task, tmp_path / "run")
