@@ -529,6 +529,7 @@ class TaskSpec(_Strict):
             if dumped[section].get(k) == default:
                 dumped[section].pop(k)
         dumped["baseline"].pop("device", None)  # prices the result, does not change it
+        dumped["finetune"].pop("mode", None)  # gates whether a fine-tune runs, not what it computes
         for k, default in METHOD_FIELDS_DEFAULTS.items():
             if dumped["finetune"].get(k) == default:
                 dumped["finetune"].pop(k)

@@ -305,7 +305,7 @@ def test_finetune_methods_default_to_lora_and_leave_old_stage_keys_alone(tmp_pat
     assert c.finetune.methods == ["lora"] and c.finetune.lr_for("lora") == c.finetune.lr == 1e-3
     # the finetune section a LoRA-only task's stage key hashes: exactly the fields it had before methods
     assert list(c.section("finetune")["finetune"]) == [
-        "mode", "r", "alpha", "dropout", "targets", "lr", "warmup_ratio", "epochs", "max_steps", "cpu_max_steps",
+        "r", "alpha", "dropout", "targets", "lr", "warmup_ratio", "epochs", "max_steps", "cpu_max_steps",
         "batch_size", "grad_accum", "val_fraction", "max_length", "seed", "devices", "accelerate_config"]
     s = load_text(tmp_path, BASE + "finetune: {methods: [lora, full, prompt_tuning, ia3], lr: 0.002, "
                                    "method_lr: {ia3: 0.01}, prompt_tuning_tokens: 8, prompt_tuning_init: random}\n")
@@ -373,6 +373,16 @@ def test_a_library_that_rewrites_pyyaml_does_not_change_how_task_files_read(in_t
     with pytest.raises(AdvisorError) as err:
         spec.load("task.yaml")
     assert str(err.value) == case[2]
+
+
+def test_finetune_mode_gates_the_stage_but_is_not_part_of_its_key(tmp_path):
+    """auto, always and never decide whether the fine-tune runs, not what it computes: switching
+    `--finetune auto` to `always` must reuse a trained stage instead of training again."""
+    auto = load_text(tmp_path, BASE + "finetune: {mode: auto, lr: 0.002}\n")
+    always = load_text(tmp_path, BASE + "finetune: {mode: always, lr: 0.002}\n")
+    assert always.finetune.mode == "always" and auto.finetune.mode == "auto"
+    assert always.section("finetune", "rag") == auto.section("finetune", "rag")
+    assert always.section("finetune") != load_text(tmp_path, BASE + "finetune: {mode: always}\n").section("finetune")
 
 
 def test_baseline_device_defaults_to_cpu_is_validated_and_does_not_change_cached_results():
