@@ -80,6 +80,8 @@ class PipelineEntry:
     # decision and the reports' main rows see the one chosen on train data, a table shows them all
     methods: "Callable[[TaskSpec], tuple[str, ...]] | None" = None
     default_method: str | None = None
+    # what people read when the chosen member is not the default ("IA³ fine-tune", not "LoRA fine-tune")
+    method_titles: "tuple[tuple[str, str], ...]" = ()
 
     def missing_data(self, has_train: bool, has_corpus: bool) -> str | None:
         """Why it cannot run on this data (the same words in the engine's skip and the decision's why-not)."""
@@ -119,9 +121,13 @@ def entry(name: str) -> PipelineEntry | None:
     return next((e for e in _CATALOGUE if e.name == name), None)
 
 
-def title(name: str) -> str:
+def title(name: str, method: str | None = None) -> str:
+    """A pipeline's title; for a family, the chosen member's (report.json carries it as
+    pipelines.<name>.title, so a report never calls an IA³ fine-tune "LoRA fine-tune")."""
     e = entry(name)
-    return e.title if e else name
+    if e is None:
+        return name
+    return dict(e.method_titles).get(method, e.title) if method else e.title
 
 
 def titles() -> dict[str, str]:
@@ -312,6 +318,8 @@ FINETUNE = register(PipelineEntry(
     colour="#16a34a",
     # finetune.methods (lora, full, prompt_tuning, ia3); each one's weights: pipelines.methods.artifact_dir
     methods=lambda spec: tuple(spec.finetune.methods), default_method="lora",
+    method_titles=(("lora", "LoRA fine-tune"), ("full", "Full fine-tune"), ("prompt_tuning", "Prompt tuning"),
+                   ("ia3", "IA³ fine-tune")),
     artifacts=("adapter", "adapter-full", "adapter-prompt_tuning", "adapter-ia3"),
 ))
 # a LoRA trained on RAG's own prompts, evaluated through RAG's chain on the adapter: the last step

@@ -674,6 +674,7 @@ class Assessment:
             if corpus_level and rows:  # what the nightly gate needs to recompute the metric itself
                 r["per_example_prediction"] = _predicted_labels(rows)
             r["reused"] = store.status.get(name) == "reused"
+            r["title"] = catalogue.title(name, r.get("method"))  # a family: its chosen member's title
             pipes[name] = r
         src = spec.source
         try:

@@ -346,8 +346,19 @@ def test_the_family_table_is_in_every_report_format_only_when_several_methods_ra
          "cpu_load_per_core": 1.3, "setup_usd": 0.0032},
         {"method": "ia3", "title": "IA³", "status": "failed", "chosen": False, "reason": "RuntimeError: <boom>"},
     ]
-    report["pipelines"]["finetune"].update(methods=rows, method="full", method_choice="lowest validation loss")
+    from advisor import catalogue
+
+    # the engine titles a family by its chosen member: an IA³ or full fine-tune is never "LoRA fine-tune"
+    assert [catalogue.title("finetune", m) for m in (None, "lora", "full", "prompt_tuning", "ia3")] == [
+        "LoRA fine-tune", "LoRA fine-tune", "Full fine-tune", "Prompt tuning", "IA³ fine-tune"]
+    report["pipelines"]["finetune"].update(methods=rows, method="full", method_choice="lowest validation loss",
+                                           title=catalogue.title("finetune", "full"))
+    report["recommendation"].update(choice="finetune", verdict="provisional")
+    report["recommendation"]["why_not"] = {"rag": "below the target", "baseline": "no train set"}
     md = files.to_markdown(report)
+    assert "| Full fine-tune | ok |" in md and "LoRA fine-tune" not in md
+    assert "**Full fine-tune — provisional**" in md
+    assert "- **RAG**: below the target" in md and "- **Classical baseline**: no train set" in md  # titles, not keys
     assert "## Fine-tuning methods side by side — the fine-tune is full (lowest validation loss)" in md
     assert "| LoRA | 0.341 % (460,800) | 0.900 | [0.740, 0.970] | 0.4123 | 181 | 61.0 | 52.1 | -15 % | 80.5 | 1.61 |" in md
     assert "| full | 100 % (134,515,008) |" in md and "RuntimeError: &lt;boom&gt;" in md
@@ -355,12 +366,15 @@ def test_the_family_table_is_in_every_report_format_only_when_several_methods_ra
     assert "the cost model for CPU (6·N·D full, 4·N·D the others)" in md and "1.20–1.30" in md
     page = html.render(report, predictions=preds)
     assert "Fine-tuning methods side by side" in page and "134,515,008" in page and "&lt;boom&gt;" in page
+    assert '<span class="nm">Full fine-tune</span>' in page and '<span class="nm">LoRA fine-tune' not in page
+    assert "Full fine-tune — provisional" in page
     for width in (180, 140, 80):
         console = Console(width=width, record=True)
         terminal.render(report, console)
         text = console.export_text()
         assert "Fine-tuning methods side by side" in text and "100 %" in text and "0.4123" in text, text
         assert "…" not in text.split("Fine-tuning methods")[1].split("Paired")[0], text  # every cell whole
+        assert "Full fine-tune — provisional" in text and "LoRA fine-tune" not in text, text
     report["pipelines"]["finetune"]["methods"] = rows[:1]  # one method: today's report, no table
     assert "Fine-tuning methods" not in files.to_markdown(report)
 
@@ -387,6 +401,8 @@ def test_assess_trains_lora_and_ia3_and_reports_the_family(tiny_task, tmp_path):
     assert 0.3 <= rows["lora"]["trainable_pct"] <= 2 and rows["ia3"]["trainable_pct"] < 0.1
     best = min(rows.values(), key=lambda r: r["final_val_loss"])
     assert ft["method"] == best["method"] and [r["method"] for r in rows.values() if r["chosen"]] == [best["method"]]
+    assert ft["title"] == {"lora": "LoRA fine-tune", "ia3": "IA³ fine-tune"}[best["method"]]
+    assert report["pipelines"]["rag"]["title"] == "RAG"
     assert ft["score"] == best["score"] and ft["ci"][0] <= ft["score"] <= ft["ci"][1]
     for r in rows.values():
         assert r["train_seconds"] > 0 and r["train_seconds_estimated"] > 0 and r["peak_memory_gb"] > 0.3

@@ -16,9 +16,12 @@ from ..atomic import atomic_write_text
 
 
 
-def title(name: str | None) -> str | None:
-    """A pipeline's title from the catalogue (the name itself for one it does not know)."""
-    return catalogue.title(name) if name else name
+def title(name: str | None, pipelines: dict | None = None) -> str | None:
+    """A pipeline's title: the one report.json gives it (a family names its chosen member), else
+    the catalogue's (the name itself for a pipeline it does not know)."""
+    if not name:
+        return name
+    return ((pipelines or {}).get(name) or {}).get("title") or catalogue.title(name)
 
 
 def order(pipelines: dict) -> list[str]:
@@ -27,14 +30,15 @@ def order(pipelines: dict) -> list[str]:
     return [n for n in known if n in pipelines] + [n for n in pipelines if n not in known]
 
 
-def recommendation_title(rec: dict) -> str:
+def recommendation_title(rec: dict, pipelines: dict | None = None) -> str:
     """The panel's headline: the choice and its verdict; the sentence under it says why (and
     carries the numbers), so nothing here repeats it."""
     choice, verdict = rec.get("choice", "none"), rec.get("verdict")
     if choice == "none":
         best = rec.get("best")
-        return "none: no pipeline is even likely to meet the target" + (f" (best: {title(best)})" if best else "")
-    name = title(choice)
+        return "none: no pipeline is even likely to meet the target" + (
+            f" (best: {title(best, pipelines)})" if best else "")
+    name = title(choice, pipelines)
     return f"{name} — {verdict}" if verdict in ("confirmed", "provisional") else name
 
 
@@ -115,7 +119,7 @@ def to_markdown(report: dict) -> str:
         "",
         f"## Recommendation: **{rec['choice']}** ({rec.get('verdict', '—')})",
         "",
-        f"**{recommendation_title(rec)}**",
+        f"**{recommendation_title(rec, report['pipelines'])}**",
         "",
     ]
     lines += [f"- {r}" for r in rec.get("reasons", [])]
@@ -123,7 +127,7 @@ def to_markdown(report: dict) -> str:
         lines += ["", "## Warnings", ""] + [f"- **warning**: {w}" for w in report["warnings"]]
     if rec.get("why_not"):
         lines += ["", "Why not the others:", ""]
-        lines += [f"- **{k}**: {v}" for k, v in rec["why_not"].items()]
+        lines += [f"- **{title(k, report['pipelines'])}**: {v}" for k, v in rec["why_not"].items()]
     if rec.get("next_steps"):
         lines += ["", "Next steps:", ""] + [f"- {s}" for s in rec["next_steps"]]
     lines += [
@@ -141,7 +145,7 @@ def to_markdown(report: dict) -> str:
         if p["status"] == "ok" and p.get("method"):  # the fine-tune family's chosen method
             note = (note + f" method {p['method']}").strip()
         lines.append(
-            f"| {title(name)} | {p['status']} | {fmt(p.get('score'))} | {ci_txt} | {p.get('n', '—')} | "
+            f"| {title(name, report['pipelines'])} | {p['status']} | {fmt(p.get('score'))} | {ci_txt} | {p.get('n', '—')} | "
             f"{fmt_usd(c.get('setup_usd'))} | {fmt_usd(c.get('usd_per_1k_requests'))} | "
             f"{fmt_usd(c.get('monthly_usd'))} | {note} |"
         )
@@ -225,7 +229,7 @@ def quality_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for name, p in pipes.items():
         m, j = p.get("metrics") or {}, p.get("judge") or {}
-        row = [title(name), *(fmt(m.get(c)) for c in checks)]
+        row = [title(name, pipes), *(fmt(m.get(c)) for c in checks)]
         if judged:
             ci = j.get("ci")
             row += [fmt(j.get("score")), f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "—",

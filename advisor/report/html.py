@@ -161,9 +161,9 @@ def _plots(report: dict, predictions: dict[str, list[dict]]) -> list[str]:
             best = max(counts, key=lambda n: pipes[n].get("score") or 0)
         if best in counts:
             pairs = [(g, _predicted(r)) for r in predictions[best] if (g := _gold(r)) is not None]
-            out.append(_img(plots.confusion_matrix(labels, pairs, f"{title(best)}: gold vs predicted"),
+            out.append(_img(plots.confusion_matrix(labels, pairs, f"{title(best, pipes)}: gold vs predicted"),
                             f"confusion matrix of {best}",
-                            f"Confusion matrix of <b>{e(title(best))}</b> (rows: gold label, columns: "
+                            f"Confusion matrix of <b>{e(title(best, pipes))}</b> (rows: gold label, columns: "
                             "prediction).", "confusion", wide))
     ft = pipes.get("finetune") or {}
     curve = (ft.get("details") or {}).get("loss_curve")
@@ -220,7 +220,7 @@ def _pipeline_rows(report: dict) -> Iterable[str]:
         if name == choice:
             tags.append('<span class="tag pick">recommended</span>')
         secs = (p.get("timings") or {}).get("total")
-        head = (f'<tr class="{"chosen" if name == choice else ""}"><th scope="row"><span class="nm">{e(title(name))}</span> '
+        head = (f'<tr class="{"chosen" if name == choice else ""}"><th scope="row"><span class="nm">{e(title(name, report["pipelines"]))}</span> '
                 f'{"".join(tags)}</th>'
                 f'<td><span class="pill {STATUS_CLASS.get(status, "")}">{e(status)}</span></td>')
         if status != "ok":  # nothing to measure: the reason gets the whole row
@@ -244,7 +244,7 @@ def _recommendation(report: dict) -> str:
     t = report["task"]
     choice = rec.get("choice", "none")
     kind = "ok" if rec.get("meets_target") else ("short" if choice != "none" else "none")
-    headline = recommendation_title(rec)
+    headline = recommendation_title(rec, report["pipelines"])
     parts = [
         f'<section id="recommendation" class="rec {kind}">',
         f'<div class="rec-head"><span class="eyebrow">Recommendation for {e(t["name"])} '
@@ -255,7 +255,7 @@ def _recommendation(report: dict) -> str:
         parts.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in rec["reasons"]) + "</ul>")
     if rec.get("why_not"):
         parts.append("<h3>Why not the others</h3><ul>" + "".join(
-            f"<li><b>{e(title(k))}</b>: {e(v)}</li>" for k, v in rec["why_not"].items()) + "</ul>")
+            f"<li><b>{e(title(k, report['pipelines']))}</b>: {e(v)}</li>" for k, v in rec["why_not"].items()) + "</ul>")
     if rec.get("next_steps"):
         parts.append("<h3>Next steps</h3><ul>" + "".join(f"<li>{e(s)}</li>" for s in rec["next_steps"]) + "</ul>")
     parts.append("</section>")
@@ -284,8 +284,8 @@ def _comparisons(report: dict) -> str:
     rows = []
     for c in comps:
         rows.append(
-            f"<tr><td>{e(title(c.get('a_name')))}</td>"
-            f"<td>{e(title(c.get('b_name')))}</td>"
+            f"<tr><td>{e(title(c.get('a_name'), report['pipelines']))}</td>"
+            f"<td>{e(title(c.get('b_name'), report['pipelines']))}</td>"
             f"<td class='num'>{c.get('diff', 0):+.3f}</td><td class='num'>{e(_ci(c.get('ci')))}</td>"
             f"<td class='num'>{e(_p(c.get('p_value')))}</td><td class='num'>{e(_p(c.get('p_holm')))}</td>"
             f"<td>{e(c.get('test'))}</td>"

@@ -76,7 +76,7 @@ def score_with_ci(pipelines: dict[str, dict], metric: str, target: float | None)
         ax.axvline(target, color=TARGET_COLOUR, linestyle="--", linewidth=1.4)
         ax.text(target, 1.0, f" target {target:g}", color=TARGET_COLOUR, fontsize=8.5, va="bottom",
                 transform=ax.get_xaxis_transform())
-    ax.set_yticks(ys, [title(n) for n in names])
+    ax.set_yticks(ys, [title(n, pipelines) for n in names])
     ax.set_ylim(-0.6, len(names) - 0.4)
     ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"{metric} (95% CI)", fontsize=9)
@@ -115,7 +115,7 @@ def quality_vs_cost(pipelines: dict[str, dict], metric: str, target: float | Non
         crowded = sum(1 for px, py in placed if abs(px - fx) < 0.15 and abs(py - s) < 0.12)
         placed.append((fx, s))
         offset = [(8, 6), (8, -14), (-8, 6), (-8, -14)][crowded % 4]
-        ax.annotate(title(name), (c, s), textcoords="offset points", xytext=offset, fontsize=8.5,
+        ax.annotate(title(name, pipelines), (c, s), textcoords="offset points", xytext=offset, fontsize=8.5,
                     color=colour, ha="left" if offset[0] > 0 else "right",
                     bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
     if _finite(target):
