@@ -7,10 +7,14 @@ Four runs of the real CLI, each a subprocess, in one fresh temporary ADVISOR_HOM
 * warm at the old price — `--fresh` with ADVISOR_CHOICE=full: the prompting variant and the RAG
   reader chosen as before issue 15 (every variant on every dev item, no choice cache), the same-run
   reference for the warm run (pipelines/choice.py).
+* warm until the fine-tune — `--fresh --finetune never`: what a user waits for before the
+  fine-tune steps (baseline, prompting, RAG and the decision). Since issue 14 the example's auto
+  mode trains two adapters on the CPU (closed-book LoRA and RAG + fine-tune, because RAG misses
+  the 0.60 target), which the 90 s goal (set when it trained one) did not include.
 Wall time of each subprocess and the peak summed RSS of its process tree (sampled every 0.1 s),
 and each run's stage breakdown (prepare / choice / predict per pipeline, from report.json).
-Targets: warm <= 90 s, rerun <= 5 s, peak RSS <= 3 GB (absolute, on this machine), and the warm
-run faster than its old-price reference (ratio).
+Targets: warm <= 90 s (full auto run, and until the fine-tune), rerun <= 5 s, peak RSS <= 3 GB
+(absolute, on this machine), and the warm run faster than its old-price reference (ratio).
 """
 
 from __future__ import annotations
@@ -89,10 +93,13 @@ def run(quick: bool) -> dict:
         cold = assess(home, runs / "acme-handbook-1-cold", extra)
         warm = assess(home, runs / "acme-handbook-2-warm", [*extra, "--fresh"])
         rerun = assess(home, runs / "acme-handbook-3-rerun", extra)
+        no_ft = None if quick else assess(home, runs / "acme-handbook-5-warm-no-finetune",
+                                          ["--fresh", "--finetune", "never"])
         old = assess(home, runs / "acme-handbook-4-old-price", [*extra, "--fresh"], {"ADVISOR_CHOICE": "full"})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     peak = max(cold["peak_rss_gb"], warm["peak_rss_gb"], rerun["peak_rss_gb"])
+    fine_tunes = {p: round((b.get("train") or 0), 1) for p, b in warm.get("breakdown", {}).items() if b.get("train")}
     scope = "quick: --limit 8 --finetune never" if quick else "full example (40 eval items, finetune: auto)"
     return {
         "notes": [f"{k}: " + ", ".join(f"{p} " + "/".join(f"{x}" for x in (b['prepare'], b['choice'], b['predict']))
@@ -105,11 +112,15 @@ def run(quick: bool) -> dict:
                 what="warm run vs the same warm run with variant choice at the old price",
                 reference_name="--fresh with ADVISOR_CHOICE=full (every variant on every dev item)",
             ),
+            **({"e2e_warm_until_finetune_seconds": limit(
+                no_ft["seconds"], 90.0, "s",
+                what="warm run (--fresh) with --finetune never: everything before the fine-tune steps")}
+               if no_ft else {}),
             "e2e_rerun_seconds": limit(rerun["seconds"], 5.0, "s", what="rerun, every stage reused"),
             "e2e_peak_rss_gb": limit(peak, 3.0, "GB", what="peak RSS of the process tree, any of the three runs"),
             "e2e_cold_seconds": limit(cold["seconds"], 90.0 + 45.0, "s",
                                       what="cold run (model conversion + index build); limit = warm's + 45 s"),
         },
-        "details": {"cold": cold, "warm": warm, "rerun": rerun, "warm_old_choice": old, "task": str(TASK.relative_to(ROOT)),
-                    "scope": scope},
+        "details": {"cold": cold, "warm": warm, "rerun": rerun, "warm_old_choice": old, "warm_no_finetune": no_ft,
+                    "warm_training_seconds": fine_tunes, "task": str(TASK.relative_to(ROOT)), "scope": scope},
     }
