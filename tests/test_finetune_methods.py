@@ -418,3 +418,46 @@ def test_assess_trains_lora_and_ia3_and_reports_the_family(tiny_task, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     stages = json.loads(again.stdout)["stages"]
     assert stages["finetune"] == stages["finetune-ia3"] == "reused"
+
+
+def test_the_methods_table_fits_the_terminal_with_real_figures():
+    """Figures as a real four-method run wrote them (sentiment_mr, 2026-11-29): at every width the
+    terminal shows whole cells (no "…"), the columns it has room for, the chosen mark included; and
+    the lines under the tables name the chosen method, not "LoRA"."""
+    from rich.console import Console
+
+    from advisor import catalogue
+    from advisor.report import terminal
+    from test_report_html import full_report
+
+    report, _ = full_report()
+    real = [("lora", "LoRA", 0.833333, [0.717685, 0.908867], 0.3414, 460800, 0.22432, 214.3, 50.135, 54.7537, 2.445,
+             0.9, 4.555e-05),
+            ("full", "full", 0.883333, [0.77522, 0.945315], 100.0, 134515008, 0.17271, 141.0, 76.216, 82.1306, 4.243,
+             0.99, 6.833e-05),
+            ("prompt_tuning", "prompt tuning", 0.783333, [0.662476, 0.870094], 0.0086, 11520, 0.30979, 276.3, 41.347,
+             58.2185, 2.016, 0.98, 4.844e-05),
+            ("ia3", "IA³", 0.85, [0.736569, 0.92131], 0.0428, 57600, 0.26879, 229.2, 46.876, 54.7537, 2.084, 0.99,
+             4.555e-05)]
+    rows = [{"method": m, "title": t, "status": "ok", "chosen": m == "full", "score": s, "ci": ci, "trainable_pct": pct,
+             "trainable_params": n, "final_val_loss": vl, "train_tokens_per_second": tps, "train_seconds": ts,
+             "train_seconds_estimated": est, "estimate_error_pct": 100 * (est - ts) / ts, "wall_seconds": ts + 10,
+             "peak_memory_gb": gb, "cpu_load_per_core": load, "setup_usd": usd, "train_flops_rule": "6·N·D"}
+            for m, t, s, ci, pct, n, vl, tps, ts, est, gb, load, usd in real]
+    ft = report["pipelines"]["finetune"]
+    ft.update(methods=rows, method="full", method_choice="lowest validation loss on the held-out train slice (0.1727)",
+              title=catalogue.title("finetune", "full"))
+    report["costs"]["full_finetune_estimate"] = {"setup_gpu_hours": 2.3e-05, "setup_usd": 6.8e-05, "memory_gb": 2.34}
+    report["costs"]["pretraining"] = {"n_params": 1.35e8, "tokens": 2e12, "flops": 1.61e21, "gpu_hours": 1295,
+                                      "device": "H100", "mfu": 0.35, "usd": 3886,
+                                      "ratio": {"text": "1/10^7.8 of pretraining the base model", "times_cheaper": 5.7e7}}
+    for width in (200, 170, 150, 130, 100, 80):
+        console = Console(width=width, record=True)
+        terminal.render(report, console)
+        text = console.export_text()
+        table = text.split("Fine-tuning methods side by side")[1].split("Paired")[0]
+        assert "…" not in table, (width, table)
+        assert "✓" in table, (width, table)  # the chosen column kept
+        assert "this LoRA" not in text and "LoRA fine-tune training time" not in text, width
+        assert "never run" not in text, width  # full ran: its estimate sits beside the measurement
+        assert "full fine-tune costs 1/10^7.8" in " ".join(text.split()), width

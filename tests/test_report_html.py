@@ -270,7 +270,8 @@ def test_training_time_estimated_vs_measured_in_every_format():
         "assumptions": ["training: measured while the machine ran 3.1x as many runnable processes as it has cores; "
                         "the measured time is inflated by that contention"]}}
     line = files.training_time_line(report)
-    assert line.startswith("LoRA training time on CPU: estimated 54.8 s, measured 56.2 s (-2.6 %); on H100 estimated")
+    assert line.startswith("LoRA fine-tune training time on CPU: estimated 54.8 s, measured 56.2 s (-2.6 %); "
+                           "on H100 estimated")
     assert "3.1x as many runnable processes" in line
     assert line in files.to_markdown(report)
     assert html.e(line) in html.render(report, predictions=preds)

@@ -54,15 +54,31 @@ def fmt_sig(x: float | None, digits: int = 3) -> str:
     return "0" if x == 0 else f"{x:.{digits}g}"
 
 
-def pretraining_line(pre: dict | None) -> str | None:
-    """'Pretraining 8.0B on 15T tokens: 7.2e23 FLOPs ... this LoRA costs 1/10^6.1 of it'."""
+def full_estimate_heading(report: dict) -> str:
+    """What the full fine-tune's cost-model line is: the only word on it, or (when the methods
+    table measured one) the estimate beside that measurement."""
+    rows = ((report.get("pipelines") or {}).get("finetune") or {}).get("methods") or []
+    if any(r.get("method") == "full" and r.get("status") == "ok" for r in rows):
+        return "Full fine-tune (cost-model estimate; measured in the methods table)"
+    return "Full fine-tune (estimate only, never run)"
+
+
+def finetune_phrase(report: dict) -> str:
+    """The fine-tune as a sentence names it: "LoRA fine-tune", "full fine-tune", "IA³ fine-tune"."""
+    name = title("finetune", report.get("pipelines")) or "LoRA fine-tune"
+    return name if name[:2].isupper() else name[0].lower() + name[1:]
+
+
+def pretraining_line(pre: dict | None, what: str = "LoRA") -> str | None:
+    """'Pretraining 8.0B on 15T tokens: 7.2e23 FLOPs ... this LoRA costs 1/10^6.1 of it'; `what`
+    names the fine-tune (the chosen method of the family in an assess report)."""
     if not pre:
         return None
     line = (f"Pretraining the base model: 6·N·D = 6 × {pre['n_params'] / 1e9:.2f}B × {pre['tokens'] / 1e12:g}T tokens "
             f"= {pre['flops']:.2e} FLOPs = {pre['gpu_hours']:,.0f} {pre['device']}-hours at {pre['mfu']:.0%} MFU "
             f"≈ ${pre['usd']:,.0f}")
     if pre.get("ratio"):
-        line += f"; this LoRA costs {pre['ratio']['text']} (÷{pre['ratio']['times_cheaper']:,.0f})"
+        line += f"; this {what} costs {pre['ratio']['text']} (÷{pre['ratio']['times_cheaper']:,.0f})"
     return line
 
 
@@ -74,7 +90,7 @@ def training_time_line(report: dict) -> str | None:
     if c.get("estimate_error_pct") is None:
         return None
     dev = c.get("measured_device", "?")
-    line = (f"LoRA training time on {dev}: estimated {c['train_seconds_estimated_on_measured_device']:.1f} s, "
+    line = (f"{title('finetune', report.get('pipelines'))} training time on {dev}: estimated {c['train_seconds_estimated_on_measured_device']:.1f} s, "
             f"measured {c['train_seconds_measured']:.1f} s ({c['estimate_error_pct']:+.1f} %)")
     hw = (costs.get("hardware") or {}).get("name")
     if hw and hw != dev:
@@ -180,14 +196,14 @@ def to_markdown(report: dict) -> str:
     if full:
         lines += [
             "",
-            "## Full fine-tune (estimate only, never run)",
+            f"## {full_estimate_heading(report)}",
             "",
             f"- setup {fmt_sig(full.get('setup_gpu_hours'))} GPU-hours ≈ {fmt_usd(full.get('setup_usd'))}, "
             f"memory ≈ {fmt(full.get('memory_gb'), 2)} GB",
         ]
     pre = (report.get("costs") or {}).get("pretraining")
     if pre:
-        lines += ["", "## Pretraining vs fine-tuning", "", f"- {pretraining_line(pre)}"]
+        lines += ["", "## Pretraining vs fine-tuning", "", f"- {pretraining_line(pre, finetune_phrase(report))}"]
     timing = training_time_line(report)
     if timing:
         lines += ["", "## Training time: estimated vs measured", "", f"- {timing}"]
@@ -243,10 +259,12 @@ def quality_rows(report: dict) -> tuple[list[str], list[list[str]]]:
 
 METHOD_COLS = ("method", "trainable", "{metric}", "95% CI", "val loss", "train tok/s", "train s", "est. train s",
                "est. error", "wall s", "peak GB", "load/core", "setup $", "chosen")
-# terminal widths: every column from 170, the cost model's error and memory from 130, else (CI logs, 80) the core
+# the terminal's column sets, widest first (about 170, 130, 90 and 80 columns with real figures):
+# the terminal table takes the first whose cells fit whole
 METHOD_TIERS = ((170, METHOD_COLS), (130, ("method", "trainable", "{metric}", "95% CI", "val loss", "train s",
                                            "est. train s", "est. error", "peak GB", "chosen")),
-                (0, ("method", "trainable", "{metric}", "95% CI", "val loss", "train s", "chosen")))
+                (90, ("method", "trainable", "{metric}", "95% CI", "val loss", "train s", "chosen")),
+                (0, ("method", "trainable", "{metric}", "95% CI", "val loss", "chosen")))
 
 
 def method_rows(report: dict) -> tuple[str, list[str], list[list[str]], str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..environment import shown
-from .files import (fmt, fmt_sig, fmt_usd, judge_cost_line, method_rows, order, quality_rows, recommendation_title,
+from .files import (fmt, fmt_sig, fmt_usd, full_estimate_heading, judge_cost_line, method_rows, order, quality_rows, recommendation_title,
                     title, training_time_line)
 
 WIDE_LABELS = 8
@@ -345,7 +345,7 @@ def _costs(report: dict) -> str:
         items.append(f"<li>Hardware: <b>{e(hw.get('name'))}</b> at {e(fmt_usd(hw.get('usd_per_hour')))}/hour</li>")
     if full:
         items.append(
-            f"<li>Full fine-tune (estimate only, never run): {e(fmt_sig(full.get('setup_gpu_hours')))} GPU-hours ≈ "
+            f"<li>{e(full_estimate_heading(report))}: {e(fmt_sig(full.get('setup_gpu_hours')))} GPU-hours ≈ "
             f"{e(fmt_usd(full.get('setup_usd')))}, memory ≈ {e(fmt(full.get('memory_gb'), 2))} GB</li>"
         )
     timing = training_time_line(report)

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from .. import catalogue
 from ..environment import shown
-from .files import (METHOD_COLS, METHOD_TIERS, fmt, fmt_sig, fmt_usd, judge_cost_line, method_rows,
+from .files import (METHOD_COLS, METHOD_TIERS, finetune_phrase, full_estimate_heading, fmt, fmt_sig, fmt_usd, judge_cost_line, method_rows,
                     pretraining_line, quality_rows, recommendation_title, title, training_time_line)
 
 STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
@@ -112,20 +112,30 @@ def quality_table(report: dict) -> Table | None:
 
 
 def methods_table(report: dict, width: int = WIDE) -> Table | None:
-    """The fine-tune family side by side (when more than one method ran); fewer columns when narrow."""
+    """The fine-tune family side by side (when more than one method ran): the widest set of
+    columns whose whole cells fit the terminal (METHOD_TIERS, then the trainable count dropped),
+    measured on the cells themselves — real figures ("$4.6e-05", "100 % (134,515,008)") are wider
+    than any fixed width guess."""
     heading, cols, rows, note = method_rows(report)
     if not rows:
         return None
-    keep = next(tier for least, tier in METHOD_TIERS if width >= least)
-    idx = [i for i, c in enumerate(METHOD_COLS) if c in keep]
+    options = [(tier, full) for _, tier in METHOD_TIERS for full in (True, False)]
+    for tier, full in options:
+        idx = [i for i, c in enumerate(METHOD_COLS) if c in tier]
+        cells = [[r[i] if full or i != 1 else r[i].split(" (")[0] for i in idx] for r in rows]
+        # each column as wide as its header and cells; the last one (chosen mark, or a failed
+        # method's reason) wraps, so it counts as its header only
+        need = sum(len(cols[i]) if i == len(METHOD_COLS) - 1 else max([len(cols[i])] + [len(c[k]) for c in cells])
+                   for k, i in enumerate(idx)) + 3 * len(idx) + 1
+        if need <= width:
+            break
     table = Table(title=escape(heading), caption=escape(note) if width >= 130 else None)
     for i in idx:
         last = i == len(METHOD_COLS) - 1  # "chosen", or a failed method's reason: that one may wrap
         table.add_column(cols[i], no_wrap=not last, justify="left" if i == 0 else "right", min_width=6 if last else None,
                          overflow="fold" if last else "ellipsis")
-    for r in rows:
-        cells = [r[i] if not (i == 1 and width < 170) else r[i].split(" (")[0] for i in idx]  # the share, not the count
-        table.add_row(*(escape(c) for c in cells))
+    for r in cells:
+        table.add_row(*(escape(c) for c in r))
     return table
 
 
@@ -158,11 +168,11 @@ def render(report: dict, console: Console | None = None) -> None:
     full = (report.get("costs") or {}).get("full_finetune_estimate")
     if full:
         console.print(
-            f"Full fine-tune (estimate, never run): {fmt_sig(full.get('setup_gpu_hours'))} GPU-h ≈ "
+            f"{full_estimate_heading(report)}: {fmt_sig(full.get('setup_gpu_hours'))} GPU-h ≈ "
             f"{fmt_usd(full.get('setup_usd'))}, ~{fmt(full.get('memory_gb'), 2)} GB "
             f"on {report['costs']['hardware']['name']}"
         )
-    pre = pretraining_line((report.get("costs") or {}).get("pretraining"))
+    pre = pretraining_line((report.get("costs") or {}).get("pretraining"), finetune_phrase(report))
     if pre:
         console.print(pre, markup=False, highlight=False)
     timing = training_time_line(report)
