@@ -135,7 +135,7 @@ def to_markdown(report: dict) -> str:
         "",
         f"## Recommendation: **{rec['choice']}** ({rec.get('verdict', '—')})",
         "",
-        f"**{recommendation_title(rec, report['pipelines'])}**",
+        f"**{recommendation_title(rec, report.get('pipelines'))}**",
         "",
     ]
     lines += [f"- {r}" for r in rec.get("reasons", [])]
@@ -143,7 +143,7 @@ def to_markdown(report: dict) -> str:
         lines += ["", "## Warnings", ""] + [f"- **warning**: {w}" for w in report["warnings"]]
     if rec.get("why_not"):
         lines += ["", "Why not the others:", ""]
-        lines += [f"- **{title(k, report['pipelines'])}**: {v}" for k, v in rec["why_not"].items()]
+        lines += [f"- **{title(k, report.get('pipelines'))}**: {v}" for k, v in rec["why_not"].items()]
     if rec.get("next_steps"):
         lines += ["", "Next steps:", ""] + [f"- {s}" for s in rec["next_steps"]]
     lines += [
@@ -161,7 +161,7 @@ def to_markdown(report: dict) -> str:
         if p["status"] == "ok" and p.get("method"):  # the fine-tune family's chosen method
             note = (note + f" method {p['method']}").strip()
         lines.append(
-            f"| {title(name, report['pipelines'])} | {p['status']} | {fmt(p.get('score'))} | {ci_txt} | {p.get('n', '—')} | "
+            f"| {title(name, report.get('pipelines'))} | {p['status']} | {fmt(p.get('score'))} | {ci_txt} | {p.get('n', '—')} | "
             f"{fmt_usd(c.get('setup_usd'))} | {fmt_usd(c.get('usd_per_1k_requests'))} | "
             f"{fmt_usd(c.get('monthly_usd'))} | {note} |"
         )

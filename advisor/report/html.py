@@ -220,7 +220,7 @@ def _pipeline_rows(report: dict) -> Iterable[str]:
         if name == choice:
             tags.append('<span class="tag pick">recommended</span>')
         secs = (p.get("timings") or {}).get("total")
-        head = (f'<tr class="{"chosen" if name == choice else ""}"><th scope="row"><span class="nm">{e(title(name, report["pipelines"]))}</span> '
+        head = (f'<tr class="{"chosen" if name == choice else ""}"><th scope="row"><span class="nm">{e(title(name, report.get("pipelines")))}</span> '
                 f'{"".join(tags)}</th>'
                 f'<td><span class="pill {STATUS_CLASS.get(status, "")}">{e(status)}</span></td>')
         if status != "ok":  # nothing to measure: the reason gets the whole row
@@ -244,7 +244,7 @@ def _recommendation(report: dict) -> str:
     t = report["task"]
     choice = rec.get("choice", "none")
     kind = "ok" if rec.get("meets_target") else ("short" if choice != "none" else "none")
-    headline = recommendation_title(rec, report["pipelines"])
+    headline = recommendation_title(rec, report.get("pipelines"))
     parts = [
         f'<section id="recommendation" class="rec {kind}">',
         f'<div class="rec-head"><span class="eyebrow">Recommendation for {e(t["name"])} '
@@ -255,7 +255,7 @@ def _recommendation(report: dict) -> str:
         parts.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in rec["reasons"]) + "</ul>")
     if rec.get("why_not"):
         parts.append("<h3>Why not the others</h3><ul>" + "".join(
-            f"<li><b>{e(title(k, report['pipelines']))}</b>: {e(v)}</li>" for k, v in rec["why_not"].items()) + "</ul>")
+            f"<li><b>{e(title(k, report.get('pipelines')))}</b>: {e(v)}</li>" for k, v in rec["why_not"].items()) + "</ul>")
     if rec.get("next_steps"):
         parts.append("<h3>Next steps</h3><ul>" + "".join(f"<li>{e(s)}</li>" for s in rec["next_steps"]) + "</ul>")
     parts.append("</section>")
@@ -284,8 +284,8 @@ def _comparisons(report: dict) -> str:
     rows = []
     for c in comps:
         rows.append(
-            f"<tr><td>{e(title(c.get('a_name'), report['pipelines']))}</td>"
-            f"<td>{e(title(c.get('b_name'), report['pipelines']))}</td>"
+            f"<tr><td>{e(title(c.get('a_name'), report.get('pipelines')))}</td>"
+            f"<td>{e(title(c.get('b_name'), report.get('pipelines')))}</td>"
             f"<td class='num'>{c.get('diff', 0):+.3f}</td><td class='num'>{e(_ci(c.get('ci')))}</td>"
             f"<td class='num'>{e(_p(c.get('p_value')))}</td><td class='num'>{e(_p(c.get('p_holm')))}</td>"
             f"<td>{e(c.get('test'))}</td>"

@@ -28,11 +28,11 @@ def recommendation_panel(report: dict) -> Panel:
     t = report["task"]
     choice = rec["choice"]
     colour = "green" if rec.get("meets_target") else "yellow" if choice != "none" else "red"
-    body: list = [Text(recommendation_title(rec, report["pipelines"]), style=f"bold {colour}"), Text("")]
+    body: list = [Text(recommendation_title(rec, report.get("pipelines")), style=f"bold {colour}"), Text("")]
     body += [Text(f"• {r}") for r in rec.get("reasons", [])]
     if rec.get("why_not"):
         body.append(Text("\nWhy not the others", style="bold"))
-        body += [Text(f"• {title(k, report['pipelines'])}: {v}") for k, v in rec["why_not"].items()]
+        body += [Text(f"• {title(k, report.get('pipelines'))}: {v}") for k, v in rec["why_not"].items()]
     if rec.get("next_steps"):
         body.append(Text("\nNext steps", style="bold"))
         body += [Text(f"• {s}") for s in rec["next_steps"]]
@@ -68,7 +68,7 @@ def pipelines_table(report: dict, width: int = WIDE) -> Table:
         if mark is not None and mark >= t["target"]:
             score_txt = f"[bold]{score_txt}[/bold]"
         cells = dict(zip(cols, (
-            name if narrow else title(name, report["pipelines"]), f"[{STYLE.get(p['status'], '')}]{p['status']}[/]",
+            name if narrow else title(name, report.get("pipelines")), f"[{STYLE.get(p['status'], '')}]{p['status']}[/]",
             score_txt, _ci(p.get("ci")),
             fmt(u.get("prompt_tokens_mean"), 0) if u.get("prompt_tokens_mean") else "—",
             fmt((p.get("timings") or {}).get("total"), 1) if p.get("timings") else "—",
