@@ -43,10 +43,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from advisor.data import Example
 
 # Share of training prompts without their gold passage when the task does not set
-# rag.distractor_share. 0: every prompt as RAG retrieves it, the setup of the calibration that
-# measured F1 0.34 on squad_rag. NOT yet measured against a RAFT share: the comparison
-# (python -m benchmarks.study_raft benchmarks/tasks/squad_rag.yaml --shares 0 0.2) could not run on
-# the contended machine on 2026-11-29; change this from its result, not before.
+# rag.distractor_share. 0: every prompt as RAG retrieves it. Measured (benchmarks/study_raft.py on
+# squad_rag, 40 held-out *train* questions, 110 to train on, 25 steps, CPU, alone, 2026-11-29):
+# share 0 F1 0.341, share 0.2 F1 0.270; difference -0.071 (95 % CI -0.176 to +0.004, paired
+# bootstrap p = 0.19) — no evidence that RAFT's distractor-only prompts help this small reader, a
+# hint that they hurt; so 0 stays (benchmarks/results/study_raft-squad_rag.json).
 DEFAULT_DISTRACTOR_SHARE = 0.0
 # passages asked for per training question when drawing distractors: k more than the pipeline's k
 # leaves k others even when every top-k hit is a chunk of the gold document
