@@ -348,7 +348,12 @@ def test_the_family_table_is_in_every_report_format_only_when_several_methods_ra
     ]
     from advisor import catalogue
 
-    # the engine titles a family by its chosen member: an IA³ or full fine-tune is never "LoRA fine-tune"
+    # the engine titles a family by its chosen member: an IA³ or full fine-tune is never "LoRA fine-tune";
+    # a sentence names it with an acronym kept and a plain word lower-cased
+    for method, phrase in ((None, "LoRA fine-tune"), ("lora", "LoRA fine-tune"), ("full", "full fine-tune"),
+                           ("ia3", "IA³ fine-tune"), ("prompt_tuning", "prompt tuning")):
+        r = {"pipelines": {"finetune": {"title": catalogue.title("finetune", method)}}}
+        assert files.finetune_phrase(r) == phrase and files.finetune_phrase({}) == "LoRA fine-tune"
     assert [catalogue.title("finetune", m) for m in (None, "lora", "full", "prompt_tuning", "ia3")] == [
         "LoRA fine-tune", "LoRA fine-tune", "Full fine-tune", "Prompt tuning", "IA³ fine-tune"]
     report["pipelines"]["finetune"].update(methods=rows, method="full", method_choice="lowest validation loss",

@@ -66,7 +66,8 @@ def full_estimate_heading(report: dict) -> str:
 def finetune_phrase(report: dict) -> str:
     """The fine-tune as a sentence names it: "LoRA fine-tune", "full fine-tune", "IA³ fine-tune"."""
     name = title("finetune", report.get("pipelines")) or "LoRA fine-tune"
-    return name if name[:2].isupper() else name[0].lower() + name[1:]
+    first = name.split()[0]
+    return name[0].lower() + name[1:] if first[1:].islower() else name  # "Full" -> "full"; "LoRA", "IA³" stay
 
 
 def pretraining_line(pre: dict | None, what: str = "LoRA") -> str | None:
