@@ -13,7 +13,7 @@ same ratios were 1.70x, 2.13x, 3.73x, 2.99x.
   activations to 8 mantissa bits but accumulates in fp32: the pooled, normalised vectors keep
   cosine >= 0.99995 to fp32 (min over 1,470 squad_rag chunks, passages and questions) and recall@1/@4
   and MRR on squad_rag are unchanged — a near-exact trade, so it may be chosen automatically.
-  Two single-thread streams fed by an asynchronous queue (``OpenVinoSentenceEncoder``) add 10-16 %.
+  Two single-thread streams fed by an asynchronous queue (``OpenVinoSentenceEncoder``) add 8-16 %.
 * **Chosen automatically** on CPU, for a model that is one transformer with mean pooling (and
   optionally normalisation) — MiniLM's shape — after a one-time probe on the machine: 64 texts
   through PyTorch and every available backend (alternating, best of three); the fastest whose vectors keep
@@ -93,6 +93,26 @@ class OnnxSentenceEncoder:
     def _hidden(self, feed: dict) -> Any:
         return self.session.run(None, feed)[0]
 
+    def _feed(self, batch: list[str]) -> tuple[dict, Any]:
+        """The graph's inputs for a batch of texts (token_type_ids zero when the tokenizer has
+        none), and its attention mask for pooling."""
+        import numpy as np
+
+        x = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np")
+        feed = {k: x[k].astype("int64") for k in ("input_ids", "attention_mask", "token_type_ids") if k in self.inputs}
+        if "token_type_ids" in self.inputs and "token_type_ids" not in feed:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        return feed, x["attention_mask"]
+
+    @staticmethod
+    def _pool(hidden: Any, mask: Any, normalize: bool) -> Any:
+        """Mean over the real tokens (sentence-transformers' mean pooling), then L2 if asked."""
+        import numpy as np
+
+        m = mask[..., None].astype("float32")
+        e = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+        return e / np.clip(np.linalg.norm(e, axis=1, keepdims=True), 1e-12, None) if normalize else e
+
     def encode(self, texts: Sequence[str], batch_size: int = BATCH, normalize_embeddings: bool = False, **_: Any):
         import numpy as np
 
@@ -101,18 +121,8 @@ class OnnxSentenceEncoder:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for s in range(0, len(order), batch_size):
             idx = order[s: s + batch_size]
-            x = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_seq_length,
-                               return_tensors="np")
-            feed = {k: x[k].astype("int64") for k in ("input_ids", "attention_mask", "token_type_ids")
-                    if k in self.inputs}
-            if "token_type_ids" in self.inputs and "token_type_ids" not in feed:
-                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-            hidden = self._hidden(feed)
-            m = x["attention_mask"][..., None].astype("float32")
-            e = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
-            if normalize_embeddings or self.normalize:
-                e = e / np.clip(np.linalg.norm(e, axis=1, keepdims=True), 1e-12, None)
-            out[idx] = e
+            feed, mask = self._feed([texts[i] for i in idx])
+            out[idx] = self._pool(self._hidden(feed), mask, normalize_embeddings or self.normalize)
         return out
 
 
@@ -129,8 +139,9 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
 
     Measured on 2,000 squad_rag chunks, bf16, alternating, best of two (load ~2, issue 15 notes):
     two single-thread streams with four requests in flight and batches of 16 embed 340-353
-    passages/s against 303-309 for one two-thread stream with batches of 32 (+10-16 %); cosine to
-    the one-stream vectors >= 0.99999 (only the batches' padding differs)."""
+    passages/s against 303-309 for one two-thread stream with batches of 32 (+8-16 % in separate
+    processes, alternating); cosine to the one-stream vectors >= 0.99998 (only the batches'
+    padding differs)."""
 
     # texts per encode() call from SentenceEmbeddings (its progress step): the queue needs several
     # requests per call to keep both streams busy; each request holds OV_BATCH of them
@@ -156,8 +167,6 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
         """Vectors for `texts`; `batch_size` is ignored: requests hold OV_BATCH texts each."""
         import numpy as np
 
-        batch_size = OV_BATCH
-
         texts = list(texts)
         out = np.zeros((len(texts), self._dim), dtype="float32")
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -167,26 +176,16 @@ class OpenVinoSentenceEncoder(OnnxSentenceEncoder):
         def pooled(request: Any, job: tuple) -> None:  # runs on OpenVINO's thread as each batch finishes
             try:
                 idx, mask = job
-                hidden = request.get_output_tensor(0).data
-                m = mask[..., None].astype("float32")
-                e = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
-                if norm:
-                    e = e / np.clip(np.linalg.norm(e, axis=1, keepdims=True), 1e-12, None)
-                out[idx] = e
+                out[idx] = self._pool(request.get_output_tensor(0).data, mask, norm)
             except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
                 errors.append(exc)
 
         with self._lock:
             self.queue.set_callback(pooled)
-            for s in range(0, len(order), batch_size):
-                idx = order[s: s + batch_size]
-                x = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                   max_length=self.max_seq_length, return_tensors="np")
-                feed = {k: x[k].astype("int64") for k in ("input_ids", "attention_mask", "token_type_ids")
-                        if k in self.inputs}
-                if "token_type_ids" in self.inputs and "token_type_ids" not in feed:
-                    feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-                self.queue.start_async(feed, (idx, x["attention_mask"]))
+            for s in range(0, len(order), OV_BATCH):
+                idx = order[s: s + OV_BATCH]
+                feed, mask = self._feed([texts[i] for i in idx])
+                self.queue.start_async(feed, (idx, mask))
             self.queue.wait_all()
         if errors:
             raise errors[0]
