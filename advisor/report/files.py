@@ -54,15 +54,6 @@ def fmt_sig(x: float | None, digits: int = 3) -> str:
     return "0" if x == 0 else f"{x:.{digits}g}"
 
 
-def full_estimate_heading(report: dict) -> str:
-    """What the full fine-tune's cost-model line is: the only word on it, or (when the methods
-    table measured one) the estimate beside that measurement."""
-    rows = ((report.get("pipelines") or {}).get("finetune") or {}).get("methods") or []
-    if any(r.get("method") == "full" and r.get("status") == "ok" for r in rows):
-        return "Full fine-tune (cost-model estimate; measured in the methods table)"
-    return "Full fine-tune (estimate only, never run)"
-
-
 def finetune_phrase(report: dict) -> str:
     """The fine-tune as a sentence names it: "LoRA fine-tune", "full fine-tune", "IA³ fine-tune"."""
     name = title("finetune", report.get("pipelines")) or "LoRA fine-tune"
@@ -91,7 +82,8 @@ def training_time_line(report: dict) -> str | None:
     if c.get("estimate_error_pct") is None:
         return None
     dev = c.get("measured_device", "?")
-    line = (f"{title('finetune', report.get('pipelines'))} training time on {dev}: estimated {c['train_seconds_estimated_on_measured_device']:.1f} s, "
+    line = (f"{title('finetune', report.get('pipelines'))} training time on {dev}: "
+            f"estimated {c['train_seconds_estimated_on_measured_device']:.1f} s, "
             f"measured {c['train_seconds_measured']:.1f} s ({c['estimate_error_pct']:+.1f} %)")
     hw = (costs.get("hardware") or {}).get("name")
     if hw and hw != dev:
@@ -122,7 +114,7 @@ def _md_text(text: str) -> str:
 
 def to_markdown(report: dict) -> str:
     report = shown(report, escape=_md_text)  # redacted first, then escaped
-    t, rec = report["task"], report["recommendation"]
+    t, rec, pipes = report["task"], report["recommendation"], report.get("pipelines")
     lines = [
         f"# advisor report: {t['name']}",
         "",
@@ -136,7 +128,7 @@ def to_markdown(report: dict) -> str:
         "",
         f"## Recommendation: **{rec['choice']}** ({rec.get('verdict', '—')})",
         "",
-        f"**{recommendation_title(rec, report.get('pipelines'))}**",
+        f"**{recommendation_title(rec, pipes)}**",
         "",
     ]
     lines += [f"- {r}" for r in rec.get("reasons", [])]
@@ -144,7 +136,7 @@ def to_markdown(report: dict) -> str:
         lines += ["", "## Warnings", ""] + [f"- **warning**: {w}" for w in report["warnings"]]
     if rec.get("why_not"):
         lines += ["", "Why not the others:", ""]
-        lines += [f"- **{title(k, report.get('pipelines'))}**: {v}" for k, v in rec["why_not"].items()]
+        lines += [f"- **{title(k, pipes)}**: {v}" for k, v in rec["why_not"].items()]
     if rec.get("next_steps"):
         lines += ["", "Next steps:", ""] + [f"- {s}" for s in rec["next_steps"]]
     lines += [
@@ -162,7 +154,7 @@ def to_markdown(report: dict) -> str:
         if p["status"] == "ok" and p.get("method"):  # the fine-tune family's chosen method
             note = (note + f" method {p['method']}").strip()
         lines.append(
-            f"| {title(name, report.get('pipelines'))} | {p['status']} | {fmt(p.get('score'))} | {ci_txt} | {p.get('n', '—')} | "
+            f"| {title(name, pipes)} | {p['status']} | {fmt(p.get('score'))} | {ci_txt} | {p.get('n', '—')} | "
             f"{fmt_usd(c.get('setup_usd'))} | {fmt_usd(c.get('usd_per_1k_requests'))} | "
             f"{fmt_usd(c.get('monthly_usd'))} | {note} |"
         )
@@ -197,7 +189,7 @@ def to_markdown(report: dict) -> str:
     if full:
         lines += [
             "",
-            f"## {full_estimate_heading(report)}",
+            "## Full fine-tune (estimate only, never run)",
             "",
             f"- setup {fmt_sig(full.get('setup_gpu_hours'))} GPU-hours ≈ {fmt_usd(full.get('setup_usd'))}, "
             f"memory ≈ {fmt(full.get('memory_gb'), 2)} GB",
@@ -260,12 +252,13 @@ def quality_rows(report: dict) -> tuple[list[str], list[list[str]]]:
 
 METHOD_COLS = ("method", "trainable", "{metric}", "95% CI", "val loss", "train tok/s", "train s", "est. train s",
                "est. error", "wall s", "peak GB", "load/core", "setup $", "chosen")
-# the terminal's column sets, widest first (about 170, 130, 90 and 80 columns with real figures):
+# the terminal's column sets, widest first (with real figures about 170, 130, 90 and 80 columns):
 # the terminal table takes the first whose cells fit whole
-METHOD_TIERS = ((170, METHOD_COLS), (130, ("method", "trainable", "{metric}", "95% CI", "val loss", "train s",
-                                           "est. train s", "est. error", "peak GB", "chosen")),
-                (90, ("method", "trainable", "{metric}", "95% CI", "val loss", "train s", "chosen")),
-                (0, ("method", "trainable", "{metric}", "95% CI", "val loss", "chosen")))
+METHOD_TIERS = (METHOD_COLS,
+                ("method", "trainable", "{metric}", "95% CI", "val loss", "train s", "est. train s", "est. error",
+                 "peak GB", "chosen"),
+                ("method", "trainable", "{metric}", "95% CI", "val loss", "train s", "chosen"),
+                ("method", "trainable", "{metric}", "95% CI", "val loss", "chosen"))
 
 
 def method_rows(report: dict) -> tuple[str, list[str], list[list[str]], str]:

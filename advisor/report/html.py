@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..environment import shown
-from .files import (fmt, fmt_sig, fmt_usd, full_estimate_heading, judge_cost_line, method_rows, order, quality_rows, recommendation_title,
-                    title, training_time_line)
+from .files import (fmt, fmt_sig, fmt_usd, judge_cost_line, method_rows, order, quality_rows,
+                    recommendation_title, title, training_time_line)
 
 WIDE_LABELS = 8
 STATUS_CLASS = {"ok": "ok", "skipped": "skip", "failed": "fail"}
@@ -220,7 +220,8 @@ def _pipeline_rows(report: dict) -> Iterable[str]:
         if name == choice:
             tags.append('<span class="tag pick">recommended</span>')
         secs = (p.get("timings") or {}).get("total")
-        head = (f'<tr class="{"chosen" if name == choice else ""}"><th scope="row"><span class="nm">{e(title(name, report.get("pipelines")))}</span> '
+        head = (f'<tr class="{"chosen" if name == choice else ""}"><th scope="row">'
+                f'<span class="nm">{e(title(name, report.get("pipelines")))}</span> '
                 f'{"".join(tags)}</th>'
                 f'<td><span class="pill {STATUS_CLASS.get(status, "")}">{e(status)}</span></td>')
         if status != "ok":  # nothing to measure: the reason gets the whole row
@@ -254,8 +255,9 @@ def _recommendation(report: dict) -> str:
     if rec.get("reasons"):
         parts.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in rec["reasons"]) + "</ul>")
     if rec.get("why_not"):
+        pipes = report.get("pipelines")
         parts.append("<h3>Why not the others</h3><ul>" + "".join(
-            f"<li><b>{e(title(k, report.get('pipelines')))}</b>: {e(v)}</li>" for k, v in rec["why_not"].items()) + "</ul>")
+            f"<li><b>{e(title(k, pipes))}</b>: {e(v)}</li>" for k, v in rec["why_not"].items()) + "</ul>")
     if rec.get("next_steps"):
         parts.append("<h3>Next steps</h3><ul>" + "".join(f"<li>{e(s)}</li>" for s in rec["next_steps"]) + "</ul>")
     parts.append("</section>")
@@ -345,7 +347,7 @@ def _costs(report: dict) -> str:
         items.append(f"<li>Hardware: <b>{e(hw.get('name'))}</b> at {e(fmt_usd(hw.get('usd_per_hour')))}/hour</li>")
     if full:
         items.append(
-            f"<li>{e(full_estimate_heading(report))}: {e(fmt_sig(full.get('setup_gpu_hours')))} GPU-hours ≈ "
+            f"<li>Full fine-tune (estimate only, never run): {e(fmt_sig(full.get('setup_gpu_hours')))} GPU-hours ≈ "
             f"{e(fmt_usd(full.get('setup_usd')))}, memory ≈ {e(fmt(full.get('memory_gb'), 2))} GB</li>"
         )
     timing = training_time_line(report)

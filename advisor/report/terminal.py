@@ -13,8 +13,9 @@ from rich.text import Text
 
 from .. import catalogue
 from ..environment import shown
-from .files import (METHOD_COLS, METHOD_TIERS, finetune_phrase, full_estimate_heading, fmt, fmt_sig, fmt_usd, judge_cost_line, method_rows,
-                    pretraining_line, quality_rows, recommendation_title, title, training_time_line)
+from .files import (METHOD_COLS, METHOD_TIERS, finetune_phrase, fmt, fmt_sig, fmt_usd,
+                    judge_cost_line, method_rows, pretraining_line, quality_rows, recommendation_title, title,
+                    training_time_line)
 
 STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
 
@@ -119,7 +120,7 @@ def methods_table(report: dict, width: int = WIDE) -> Table | None:
     heading, cols, rows, note = method_rows(report)
     if not rows:
         return None
-    options = [(tier, full) for _, tier in METHOD_TIERS for full in (True, False)]
+    options = [(tier, full) for tier in METHOD_TIERS for full in (True, False)]
     for tier, full in options:
         idx = [i for i, c in enumerate(METHOD_COLS) if c in tier]
         cells = [[r[i] if full or i != 1 else r[i].split(" (")[0] for i in idx] for r in rows]
@@ -168,7 +169,7 @@ def render(report: dict, console: Console | None = None) -> None:
     full = (report.get("costs") or {}).get("full_finetune_estimate")
     if full:
         console.print(
-            f"{full_estimate_heading(report)}: {fmt_sig(full.get('setup_gpu_hours'))} GPU-h ≈ "
+            f"Full fine-tune (estimate, never run): {fmt_sig(full.get('setup_gpu_hours'))} GPU-h ≈ "
             f"{fmt_usd(full.get('setup_usd'))}, ~{fmt(full.get('memory_gb'), 2)} GB "
             f"on {report['costs']['hardware']['name']}"
         )
