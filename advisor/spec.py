@@ -524,15 +524,13 @@ class TaskSpec(_Strict):
         dumped = self.model_dump(mode="json")
         # fields added later are left out at their defaults, so that stage keys of tasks that
         # do not use them (and the results cached under those keys) stay the same
-        for section, k, default in (("target", "threshold", None), ("target", "higher_is_better", True),
-                                    ("rag", "distractor_share", None)):
+        later = (("target", "threshold", None), ("target", "higher_is_better", True), ("rag", "distractor_share", None),
+                 *(("finetune", k, default) for k, default in METHOD_FIELDS_DEFAULTS.items()))
+        for section, k, default in later:
             if dumped[section].get(k) == default:
                 dumped[section].pop(k)
         dumped["baseline"].pop("device", None)  # prices the result, does not change it
         dumped["finetune"].pop("mode", None)  # gates whether a fine-tune runs, not what it computes
-        for k, default in METHOD_FIELDS_DEFAULTS.items():
-            if dumped["finetune"].get(k) == default:
-                dumped["finetune"].pop(k)
         return {n: dumped[n] for n in names if not (n in ("format", "judge") and dumped[n] is None)}
 
 
