@@ -90,6 +90,12 @@ class PipelineOutcome:
     # same pipeline priced on other devices: costs are compared only on one device.
     device: str = ""
     prices_elsewhere: tuple[Price, ...] = ()
+    # What the sentences call it ("RAG + fine-tune", "IA³ fine-tune"); empty: the catalogue's title.
+    title: str = ""
+
+    @property
+    def shown(self) -> str:
+        return self.title or catalogue.title(self.name)
 
 
 @dataclass
@@ -124,6 +130,7 @@ class Verdict:
     usd_per_1k: float = 0.0
     total_usd: float | None = None  # setup + requests over the horizon; None: not costed
     device: str = ""  # where setup_usd/usd_per_1k are priced
+    title: str = ""  # what the sentences call it (the outcome's title)
 
     @property
     def items_to_confirm(self) -> int | None:
@@ -342,7 +349,7 @@ def _devices_text(choice: PipelineOutcome, pc: Price) -> str:
         return ""
     text = f", both priced on {pc.device}"
     if choice.device and choice.device != pc.device:
-        text += (f" ({choice.name} is priced on {choice.device} elsewhere in this report: "
+        text += (f" ({choice.shown} is priced on {choice.device} elsewhere in this report: "
                  f"{_usd(choice.usd_per_1k)} per 1,000 requests)")
     return text
 
@@ -358,7 +365,7 @@ def _own_text(choice: PipelineOutcome, other: PipelineOutcome, pc: Price, po: Pr
     total_o = po.setup_usd + po.usd_per_1k / 1000 * rpm * h
     if total_o >= total_c:
         return None
-    text = (f"{other.name} costs more to set up ({_usd(po.setup_usd)} vs {_usd(pc.setup_usd)}) but less to own: "
+    text = (f"{other.shown} costs more to set up ({_usd(po.setup_usd)} vs {_usd(pc.setup_usd)}) but less to own: "
             f"{_usd(total_o)} vs {_usd(total_c)} over {h} months at {rpm:,} requests/month"
             + _devices_text(choice, pc))
     if be:
@@ -400,7 +407,7 @@ def decide(inp: DecisionInput) -> Decision:
     for o in ok:
         v, ci, prob, need, how = judge(o, t, hib)
         verdicts[o.name] = Verdict(o.name, float(o.score), ci, v, prob, _n_of(o), need, how,
-                                   o.setup_usd, o.usd_per_1k, _total(o, inp), o.device)
+                                   o.setup_usd, o.usd_per_1k, _total(o, inp), o.device, o.shown)
 
     # Every pair, simplest first; Holm across the family decides "significant".
     comps: dict[tuple[str, str], PairedComparison] = {}
@@ -470,14 +477,14 @@ def decide(inp: DecisionInput) -> Decision:
     if choice is not None:
         c = choice
         if status == "confirmed":
-            headline = f"{c.name} meets the target: {_desc(c, metric)}; {_bound_text(c, t, hib)}"
+            headline = f"{c.title} meets the target: {_desc(c, metric)}; {_bound_text(c, t, hib)}"
         else:
-            headline = (f"{c.name} likely meets the target (provisional): {_desc(c, metric)}; "
+            headline = (f"{c.title} likely meets the target (provisional): {_desc(c, metric)}; "
                         f"{_bound_text(c, t, hib)}" + (f", {_prob_text(c, t, hib)}" if c.probability is not None else ""))
         reasons.append(headline)
         if status == "provisional" and c.name in nonin and nonin[c.name] is not None:
             top = top_of(likely)
-            reasons.append(f"{c.name} is as good as {top.name} ({_n(top.score)}) within the margin {inp.margin:g}: "
+            reasons.append(f"{c.title} is as good as {top.title} ({_n(top.score)}) within the margin {inp.margin:g}: "
                            f"one-sided 95% lower bound of the difference {nonin[c.name]:+.3f}; it is simpler to run")
         running = _running_text(c, inp)
         if running:
@@ -502,28 +509,29 @@ def decide(inp: DecisionInput) -> Decision:
             break_even = _break_even(*ft_prices)
         if status == "confirmed":
             steps.append("ship the classical baseline (embeddings + classifier); no LLM or GPU is needed"
-                         if c.name == "baseline" else f"ship {c.name}")
+                         if c.name == "baseline" else f"ship {c.title}")
         else:
-            steps.append(f"to confirm {c.name}: {_more_items(c)}" if c.n_to_confirm else
-                         f"to confirm {c.name}: label more eval items")
+            steps.append(f"to confirm {c.title}: {_more_items(c)}" if c.n_to_confirm else
+                         f"to confirm {c.title}: label more eval items")
     else:
         if not ok:
             headline = "no pipeline produced a score, so nothing can be recommended"
         elif best is not None:
-            headline = (f"no pipeline is even likely to meet the target {_n(t)}; the best is {best.name}: "
+            headline = (f"no pipeline is even likely to meet the target {_n(t)}; the best is {best.title}: "
                         f"{_desc(best, metric)}")
             if best is not top_all and best.name in nonin:
-                headline += (f" (as good as {top_all.name} at {_n(top_all.score)} within the margin {inp.margin:g}, "
+                headline += (f" (as good as {top_all.title} at {_n(top_all.score)} within the margin {inp.margin:g}, "
                              "and simpler)")
         over = [v for v in verdicts.values() if over_budget(v) and v.verdict != "misses"]
         if over:
             headline = (f"nothing within the setup budget of {_usd(inp.budget_setup_usd)} is even likely to meet the "
-                        f"target; {over[0].name} {over[0].verdict} it ({_desc(over[0], metric)}) but costs "
+                        f"target; {over[0].title} {over[0].verdict} it ({_desc(over[0], metric)}) but costs "
                         f"{_usd(over[0].setup_usd)} to set up")
         reasons.append(headline)
 
     # Why not each other pipeline: one line each, never a repeat of the reasons above.
     chosen = choice.name if choice else None
+    chosen_t = choice.title if choice else None  # what the sentences call it
     # `constrained` exists only for tasks that declare a format: absent, it needs no "why not"
     # a pipeline that only some tasks have (constrained: a declared format) needs no "why not" when absent
     for name in names + [n for n in catalogue.names() if n not in outs and _expected(n)]:
@@ -549,15 +557,15 @@ def decide(inp: DecisionInput) -> Decision:
             shown = "the best, but misses the target" if choice is None and best is v else f"misses the target: {desc}"
             why_not[name] = shown + (f"; {prob}" if prob else "")  # the headline already gave the best's score
         elif choice is not None and status == "confirmed" and _rank(name) > _rank(chosen):
-            why_not[name] = f"not needed: {chosen} is simpler and meets the target ({name}: {desc}, {v.verdict})"
+            why_not[name] = f"not needed: {chosen_t} is simpler and meets the target ({v.title}: {desc}, {v.verdict})"
         elif choice is not None and v.verdict == "likely" and status == "confirmed":
-            why_not[name] = f"only likely meets the target ({desc}; {_bound_text(v, t, hib)}), while {chosen} meets it"
+            why_not[name] = f"only likely meets the target ({desc}; {_bound_text(v, t, hib)}), while {chosen_t} meets it"
         elif choice is not None and status == "provisional" and _rank(name) > _rank(chosen):
-            why_not[name] = (f"also likely meets the target ({desc}), but {chosen} is as good within the margin "
+            why_not[name] = (f"also likely meets the target ({desc}), but {chosen_t} is as good within the margin "
                              f"{inp.margin:g} and simpler")
         elif choice is not None and status == "provisional":
             b = nonin.get(name)
-            why_not[name] = (f"likely meets the target ({desc}) but may be worse than {top_of(likely).name} by more "
+            why_not[name] = (f"likely meets the target ({desc}) but may be worse than {top_of(likely).title} by more "
                              f"than the margin {inp.margin:g}" + (f" (one-sided lower bound {b:+.3f})" if b is not None else ""))
         else:  # only reachable for names outside the workflow
             why_not[name] = f"{v.verdict} the target ({desc})"
@@ -565,7 +573,7 @@ def decide(inp: DecisionInput) -> Decision:
         if sig is not None:
             p = sig.p_holm if sig.p_holm is not None else sig.p_value
             d = sig.diff if sig.b_name == name else -sig.diff
-            why_not[name] += f"; it scores significantly higher than {chosen} ({d:+.3f}, Holm p={p:.3g})"
+            why_not[name] += f"; it scores significantly higher than {chosen_t} ({d:+.3f}, Holm p={p:.3g})"
         e = catalogue.entry(name)
         if e is not None and e.gated and chosen != name:  # a fine-tune step: what it beat, paired
             wins = []
@@ -575,7 +583,7 @@ def decide(inp: DecisionInput) -> Decision:
                 s = better(other, name)
                 if s is not None:
                     d = s.diff if s.b_name == name else -s.diff
-                    wins.append(f"{other} ({d:+.3f}, Holm p={s.p_holm:.3g})")
+                    wins.append(f"{verdicts[other].title} ({d:+.3f}, Holm p={s.p_holm:.3g})")
             if wins:
                 why_not[name] += f"; it is significantly better than {' and '.join(wins)}"
 
@@ -592,7 +600,7 @@ def decide(inp: DecisionInput) -> Decision:
                     and outs[choice.name].score_fn is None:
                 try:
                     need = items_needed_for_pair(outs[choice.name].per_example, outs[r.name].per_example)
-                    steps.append(f"to separate {choice.name} from {r.name} ({_n(choice.score)} vs {_n(r.score)}): "
+                    steps.append(f"to separate {choice.title} from {r.title} ({_n(choice.score)} vs {_n(r.score)}): "
                                  f"about {need:,} eval items (80% power, from the observed paired differences)")
                 except ValueError:
                     pass
@@ -600,7 +608,7 @@ def decide(inp: DecisionInput) -> Decision:
         steps += _next_steps(inp, outs, verdicts, best, mdd)
     for name, o in outs.items():
         if o.status == "failed":
-            steps.insert(0, f"fix the {name} failure ({o.reason or 'no reason given'}) and re-run")
+            steps.insert(0, f"fix the {o.shown} failure ({o.reason or 'no reason given'}) and re-run")
 
     return Decision(
         choice=chosen or "none",
@@ -732,7 +740,7 @@ def should_run_finetune(
         if o is not None and meets(_screen(o), target, higher_is_better):
             (lo, hi), _, _, _ = _interval(o, target, higher_is_better)
             return False, (  # the report adds the "skipped: " status itself
-                f"{name} already meets the target ({_n(o.score)}, 95% CI "
+                f"{o.shown} already meets the target ({_n(o.score)}, 95% CI "
                 f"{_n(lo)}–{_n(hi)} vs target {_n(target)})"
             )
     return True, "no cheaper pipeline meets the target, so the fine-tune is worth trying"

@@ -467,6 +467,7 @@ class Assessment:
             setup_usd=c.get("setup_usd", 0.0), usd_per_1k=c.get("usd_per_1k_requests", 0.0),
             reason=r.get("reason", ""), score_fn=fn, n_items=r.get("n") if fn else None,
             device=c.get("device", ""), prices_elsewhere=decide.prices_of(c.get("also_priced_on")),
+            title=catalogue.title(name, r.get("method")),
         )
 
     def _llm_shape(self, base: str) -> tuple[int, dict]:

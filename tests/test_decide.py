@@ -87,7 +87,7 @@ def test_a_finetune_that_meets_the_target_is_not_beaten_by_a_cheaper_one_that_do
     # the old rule answered "none, best rag" and "no pipeline meets the target"
     d = decide(inp(ok("rag", 54, n=60), ok("finetune", 58, n=60, setup_usd=1)))
     assert (d.choice, d.verdict, d.meets_target, d.best) == ("finetune", "confirmed", True, "finetune")
-    assert d.reasons[0].startswith("finetune meets the target: accuracy 0.967")
+    assert d.reasons[0].startswith("LoRA fine-tune meets the target: accuracy 0.967")
     assert not any("no pipeline meets" in r for r in d.reasons)
     assert d.why_not["rag"].startswith("only likely meets the target")
 
@@ -99,7 +99,7 @@ def test_the_best_is_never_a_pipeline_that_misses_ahead_of_a_likely_one():
     assert (d.choice, d.verdict, d.best) == ("finetune", "provisional", "finetune")
     assert d.probability == pytest.approx(st.beta(50.5, 10.5).sf(0.8))
     assert d.items_to_confirm == items_to_clear(0.8, 50 / 60, 60, binary=True) - 60 == 556 - 60
-    assert any(s.startswith("to confirm finetune: label about 496 more eval items (556 in all)") for s in d.next_steps)
+    assert any(s.startswith("to confirm LoRA fine-tune: label about 496 more eval items (556 in all)") for s in d.next_steps)
     assert d.why_not["baseline"].startswith("misses the target: accuracy 0.733")
 
 
@@ -108,7 +108,7 @@ def test_nan_scores_fail_the_pipeline_with_a_count_instead_of_a_significant_tie(
     d = decide(inp(ok("prompting", 45, n=60), nan))
     assert d.why_not["rag"] == "failed: 10 of 60 per-item scores are NaN or infinite; fix the scorer or drop those items"
     assert d.comparisons == [] and not any("tied" in r for r in d.reasons)
-    assert any(s.startswith("fix the rag failure") for s in d.next_steps)
+    assert any(s.startswith("fix the RAG failure") for s in d.next_steps)
 
 
 def test_pairwise_comparisons_are_holm_adjusted():
@@ -131,7 +131,7 @@ def test_as_good_as_is_non_inferiority_within_the_margin():
     # bound of prompting - finetune is -0.041 > -0.05 -> the simpler prompting is chosen
     d = decide(inp(ok("prompting", 86), ok("finetune", 87, setup_usd=1), target=0.84))
     assert (d.choice, d.verdict) == ("prompting", "provisional")
-    assert any("as good as finetune" in r and "margin 0.05" in r and "-0.041" in r for r in d.reasons)
+    assert any("as good as LoRA fine-tune" in r and "margin 0.05" in r and "-0.041" in r for r in d.reasons)
     assert d.why_not["finetune"].startswith("also likely meets the target")
     # a tighter margin cannot be shown at n=100: the better finetune is chosen
     d = decide(inp(ok("prompting", 86), ok("finetune", 87, setup_usd=1), target=0.84, margin=0.02))
@@ -146,7 +146,7 @@ def test_none_only_when_nothing_is_even_likely():
                    has_corpus=True, base_model="smollm2-135m"))
     assert (d.choice, d.verdict, d.best) == ("none", "none", "finetune")
     assert d.reasons == [d.headline]
-    assert d.headline.startswith("no pipeline is even likely to meet the target 0.800; the best is finetune")
+    assert d.headline.startswith("no pipeline is even likely to meet the target 0.800; the best is LoRA fine-tune")
     steps = " | ".join(d.next_steps)
     assert "bigger base model than smollm2-135m" in steps and "more training data" in steps
     # RAG 0.60 helped over prompting 0.50, and RAG + fine-tune has not run: suggested
@@ -164,7 +164,7 @@ def test_rag_finetune_that_ran_is_judged_not_suggested():
     assert not any("RAG + fine-tune" in s for s in d.next_steps)  # it ran: no longer merely suggested
     assert "run the fine-tune (--finetune always)" in d.next_steps
     line = d.why_not["rag_finetune"]
-    assert "significantly better than prompting (+0.250" in line and "rag (+0.200" in line
+    assert "significantly better than Prompting (+0.250" in line and "RAG (+0.200" in line
     rag_vs = next(c for c in d.comparisons if (c["a_name"], c["b_name"]) == ("rag", "rag_finetune"))
     assert rag_vs["p_value"] == pytest.approx(2 * 0.5 ** 20)
     # both fine-tunes skipped while RAG helped: one step asks for both
@@ -185,11 +185,24 @@ def test_baseline_meets_target_no_llm_needed():
     d = decide(inp(ok("baseline", 95, usd_per_1k=0.01), ok("prompting", 60), ok("rag", 70),
                    ok("finetune", 97, setup_usd=5, usd_per_1k=0.2), requests_per_month=100_000))
     assert (d.choice, d.best, d.meets_target, d.verdict) == ("baseline", "baseline", True, "confirmed")
-    assert d.reasons[0] == "baseline meets the target: accuracy 0.950 (95% CI 0.885–0.981); lower bound 0.885 ≥ target 0.800"
+    assert d.reasons[0] == "Classical baseline meets the target: accuracy 0.950 (95% CI 0.885–0.981); lower bound 0.885 ≥ target 0.800"
     assert any("$1.00 per month at 100,000" in r and "$12.00 over 12 months" in r for r in d.reasons)
     assert set(d.why_not) == {"prompting", "rag", "finetune", "rag_finetune"}
-    assert d.why_not["finetune"].startswith("not needed: baseline is simpler and meets the target")
+    assert d.why_not["finetune"].startswith("not needed: Classical baseline is simpler and meets the target")
     assert d.next_steps and "no LLM or GPU" in d.next_steps[0]
+
+
+def test_sentences_call_pipelines_by_their_titles_and_a_family_by_its_chosen_member():
+    # the keys stay the catalogue's names (report.json, why_not); the words are what people read
+    d = decide(inp(ok("prompting", 60), ok("rag", 70), ok("finetune", 96, title="IA³ fine-tune"),
+                   ok("rag_finetune", 97)))
+    assert (d.choice, d.best) == ("finetune", "finetune")
+    assert d.reasons[0].startswith("IA³ fine-tune meets the target: accuracy 0.960")
+    assert d.next_steps[0] == "ship IA³ fine-tune"
+    assert d.verdicts["finetune"]["title"] == "IA³ fine-tune" and d.verdicts["rag"]["title"] == "RAG"
+    assert d.why_not["rag_finetune"].startswith(
+        "not needed: IA³ fine-tune is simpler and meets the target (RAG + fine-tune: accuracy 0.970")
+    assert not any(w in line for line in d.reasons + d.next_steps for w in ("finetune", "prompting", " rag"))
 
 
 def test_no_sentence_is_printed_twice():
@@ -213,7 +226,7 @@ def test_a_significantly_better_dearer_pipeline_is_said_beside_the_simpler_choic
     d = decide(inp(ok("prompting", 90), ok("finetune", 100, setup_usd=1)))
     assert d.choice == "prompting"
     # 10 discordant items -> p = 2 / 1024, one comparison: Holm p the same
-    assert "scores significantly higher than prompting (+0.100, Holm p=0.00195)" in d.why_not["finetune"]
+    assert "scores significantly higher than Prompting (+0.100, Holm p=0.00195)" in d.why_not["finetune"]
 
 
 def test_finetune_meets_and_fits_budget_with_break_even():
@@ -248,7 +261,7 @@ def test_cost_over_the_horizon_says_when_a_dearer_build_is_cheaper_to_own():
                    requests_per_month=100_000))
     assert d.choice == "baseline"
     assert d.break_even_requests == pytest.approx(25_000)
-    text = next(r for r in d.reasons if r.startswith("finetune costs more to set up"))
+    text = next(r for r in d.reasons if r.startswith("LoRA fine-tune costs more to set up"))
     assert "$1,200.00" in text and "$260.00 vs $1,200.00 over 12 months at 100,000 requests/month" in text
     assert "after 25,000 requests (about 8 days)" in text  # 0.25 months x 30.44 days
     assert d.verdicts["finetune"]["total_usd"] == pytest.approx(260.0)
@@ -336,7 +349,7 @@ def test_all_failed():
     assert (d.choice, d.best, d.meets_target, d.mdd) == ("none", None, False, None)
     assert any("no pipeline produced a score" in r for r in d.reasons)
     assert d.why_not["prompting"] == "failed: OOM"
-    assert "fix the prompting failure (OOM) and re-run" in d.next_steps
+    assert "fix the Prompting failure (OOM) and re-run" in d.next_steps
     assert d.comparisons == []
 
 
@@ -374,7 +387,7 @@ def test_base_model_is_the_smallest_not_significantly_worse_than_the_best():
 
 def test_should_run_finetune_auto():
     run, why = should_run_finetune("auto", {"prompting": ok("prompting", 90)}, 0.8)
-    assert run is False and "prompting already meets the target" in why and "0.824" in why
+    assert run is False and "Prompting already meets the target" in why and "0.824" in why
     run, why = should_run_finetune("auto", {"prompting": ok("prompting", 70), "rag": skipped("rag", "x")}, 0.8)
     assert run is True and "no cheaper pipeline meets the target" in why
     run, _ = should_run_finetune("AUTO", {"rag": ok("rag", 5)}, 0.2, higher_is_better=False)
@@ -431,7 +444,7 @@ def test_the_panel_prints_headline_then_why_not_then_next_steps_each_once():
     lines = [ln.strip(" │╭╮╰╯─") for ln in text.splitlines()]
     lines = [ln.strip() for ln in lines if ln.strip()]
     assert "LoRA fine-tune — provisional" in lines[1]
-    assert lines[2].startswith("• finetune likely meets the target (provisional)")
+    assert lines[2].startswith("• LoRA fine-tune likely meets the target (provisional)")
     order = [text.index(s) for s in (d.headline, "Why not the others", "Next steps")]
     assert order == sorted(order)
     bullets = [ln for ln in lines if ln.startswith("•")]
@@ -450,7 +463,7 @@ def test_a_payback_within_the_first_day_is_not_printed_as_about_0_0_months():
     # requests; at 500,000 requests/month that is 8e-6 months -- the panel said "about 0.0 months".
     d = decide(inp(ok("baseline", 95, usd_per_1k=1.0), ok("rag", 96, setup_usd=0.002, usd_per_1k=0.5),
                    requests_per_month=500_000))
-    text = next(r for r in d.reasons if r.startswith("rag costs more to set up"))
+    text = next(r for r in d.reasons if r.startswith("RAG costs more to set up"))
     assert "0.0 months" not in text
     assert "after 4 requests (within the first day)" in text
     # 25,000 requests at 100,000/month = 0.25 months = 0.25 x 30.44 = 7.6 days -> "about 8 days"
@@ -469,7 +482,7 @@ def test_a_skipped_fine_tune_says_skipped_once():
     assert not run
     d = decide(inp(outcomes["baseline"], skipped("finetune", why)))
     line = d.why_not["finetune"]
-    assert line.startswith("skipped: baseline already meets the target") and "skipped: skipped:" not in line
+    assert line.startswith("skipped: Classical baseline already meets the target") and "skipped: skipped:" not in line
 
 
 # --- costs compared on one device ----------------------------------------------------------------
@@ -505,8 +518,8 @@ def test_a_cheaper_to_own_claim_names_the_device_both_are_priced_on():
               prices_elsewhere=(Price("H100", 0.0001, 0.002),))
     rag = ok("rag", 96, setup_usd=0.001, usd_per_1k=0.0005, device="H100")
     d = decide(inp(base, rag, requests_per_month=500_000))
-    text = next(r for r in d.reasons if r.startswith("rag costs more to set up"))
+    text = next(r for r in d.reasons if r.startswith("RAG costs more to set up"))
     assert "$3.00 vs $12.00 over 12 months at 500,000 requests/month, both priced on H100" in text
-    assert "(baseline is priced on CPU elsewhere in this report: $0.0013 per 1,000 requests)" in text
+    assert "(Classical baseline is priced on CPU elsewhere in this report: $0.0013 per 1,000 requests)" in text
     assert d.break_even_requests == pytest.approx(600)
     assert "after 600 requests (within the first day)" in text

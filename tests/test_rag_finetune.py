@@ -208,8 +208,8 @@ def test_runs_in_auto_mode_only_when_rag_helped_and_nothing_cheaper_meets(tmp_pa
     assert why("always", **hurt) is None
     assert "disabled" in why("never", **helped)
     # something cheaper meets the 0.80 target (lower 95% bound 0.88 at 95/100): not worth training
-    assert why(**{**helped, "finetune": _outcome("finetune", 95)}).startswith("finetune already meets the target (0.950")
-    assert why(**{**helped, "rag": _outcome("rag", 95)}).startswith("rag already meets the target (0.950")
+    assert why(**{**helped, "finetune": _outcome("finetune", 95)}).startswith("LoRA fine-tune already meets the target (0.950")
+    assert why(**{**helped, "rag": _outcome("rag", 95)}).startswith("RAG already meets the target (0.950")
     assert why("always", **{**helped, "finetune": _outcome("finetune", 95)}) is None
     no_rag = {**helped, "rag": PipelineOutcome("rag", "failed", None, None, None, reason="boom")}
     assert why("always", **no_rag) == "RAG did not run, so there are no RAG prompts to train on (boom)"
