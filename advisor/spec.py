@@ -20,7 +20,6 @@ from .errors import AdvisorError
 from .spec_loading import (
     check_document,
     expand_path_vars,
-    expand_vars,  # noqa: F401 - re-exported: part of this module's API before the split
     one_line_error,
     read_yaml,
     resolve_paths,
