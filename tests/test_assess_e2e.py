@@ -4,7 +4,6 @@ contract, scores in range and consistent with the per-example predictions, and s
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
