@@ -617,13 +617,11 @@ class Assessment:
     def _method_rows(self, store: StageStore, e: "catalogue.PipelineEntry") -> list[dict]:
         """report.json pipelines.<family>.methods: one row per method, each judged and priced like a
         pipeline of its own (CI on the target metric, measured vs estimated training time)."""
-        from pipelines.methods import TITLES
-
         chosen = self.results[e.name].get("method")
         corpus_level = self._corpus_level()
         rows = []
         for m, r in self.method_results.items():
-            row: dict[str, Any] = {"method": m, "title": TITLES.get(m, m), "status": r["status"], "chosen": m == chosen,
+            row: dict[str, Any] = {"method": m, "title": catalogue.title(e.name, m), "status": r["status"], "chosen": m == chosen,
                                    "reused": store.status.get(catalogue.method_stage(e, m)) == "reused"}
             if r["status"] != "ok":
                 rows.append({**row, "reason": r.get("reason", "")})

@@ -13,8 +13,8 @@
 * full: no peft wrapper: a copy of the base model with every weight trainable (fp32 on CPU:
   weights 4 + grads 4 + Adam 8 bytes per parameter), so the shared model stays untouched.
 
-Everything here imports torch/peft inside functions: the spec and the report read METHODS and
-TITLES without loading them.
+Everything here imports torch/peft inside functions: the spec reads METHODS without loading them.
+Their titles live with the fine-tune's catalogue entry (advisor/catalogue.py, method_titles).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 METHODS = METHOD_NAMES  # the task file's names: lora, full, prompt_tuning, ia3
-TITLES = {"lora": "LoRA", "full": "full", "prompt_tuning": "prompt tuning", "ia3": "IA³"}
 # IA³ on Llama-style blocks: keys, values and the feed-forward output projection, whose *input*
 # is scaled (peft's TRANSFORMERS_MODELS_TO_IA3_* tables for llama/mistral, written out here so a
 # change of peft's defaults cannot change what is measured without a code change)

@@ -25,9 +25,10 @@ def base_params(vocab: int) -> int:
 
 
 def test_every_method_has_a_title_and_the_catalogue_cleans_its_weights():
-    from pipelines.methods import METHODS, TITLES, artifact_dir
+    from advisor import catalogue
+    from pipelines.methods import METHODS, artifact_dir
 
-    assert METHODS == ("lora", "full", "prompt_tuning", "ia3") and set(TITLES) == set(METHODS)
+    assert METHODS == ("lora", "full", "prompt_tuning", "ia3") and set(dict(catalogue.entry("finetune").method_titles)) == set(METHODS)
     assert FT.artifacts == tuple(artifact_dir(m) for m in METHODS) and artifact_dir("lora") == "adapter"
 
 
@@ -335,17 +336,17 @@ def test_the_family_table_is_in_every_report_format_only_when_several_methods_ra
 
     report, preds = full_report()
     rows = [
-        {"method": "lora", "title": "LoRA", "status": "ok", "chosen": False, "score": 0.9, "ci": [0.74, 0.97],
+        {"method": "lora", "title": "LoRA fine-tune", "status": "ok", "chosen": False, "score": 0.9, "ci": [0.74, 0.97],
          "trainable_pct": 0.3414, "trainable_params": 460_800, "final_val_loss": 0.4123, "train_tokens_per_second": 181.2,
          "train_seconds": 61.0, "train_seconds_estimated": 52.1, "device": "CPU", "train_flops_rule": "4·N·D",
          "estimate_error_pct": -14.6, "wall_seconds": 80.5, "peak_memory_gb": 1.61, "cpu_load_per_core": 1.2,
          "setup_usd": 0.0021},
-        {"method": "full", "title": "full", "status": "ok", "chosen": True, "score": 0.93, "ci": [0.78, 0.98],
+        {"method": "full", "title": "Full fine-tune", "status": "ok", "chosen": True, "score": 0.93, "ci": [0.78, 0.98],
          "trainable_pct": 100.0, "trainable_params": 134_515_008, "final_val_loss": 0.3012,
          "train_tokens_per_second": 98.7, "train_seconds": 112.0, "train_seconds_estimated": 78.2, "device": "CPU",
          "train_flops_rule": "6·N·D", "estimate_error_pct": -30.2, "wall_seconds": 140.0, "peak_memory_gb": 3.95,
          "cpu_load_per_core": 1.3, "setup_usd": 0.0032},
-        {"method": "ia3", "title": "IA³", "status": "failed", "chosen": False, "reason": "RuntimeError: <boom>"},
+        {"method": "ia3", "title": "IA³ fine-tune", "status": "failed", "chosen": False, "reason": "RuntimeError: <boom>"},
     ]
     from advisor import catalogue
 
@@ -362,12 +363,12 @@ def test_the_family_table_is_in_every_report_format_only_when_several_methods_ra
     report["recommendation"].update(choice="finetune", verdict="provisional")
     report["recommendation"]["why_not"] = {"rag": "below the target", "baseline": "no train set"}
     md = files.to_markdown(report)
-    assert "| Full fine-tune | ok |" in md and "LoRA fine-tune" not in md
+    assert "| Full fine-tune | ok |" in md and "| LoRA fine-tune | ok |" not in md
     assert "**Full fine-tune — provisional**" in md
     assert "- **RAG**: below the target" in md and "- **Classical baseline**: no train set" in md  # titles, not keys
-    assert "## Fine-tuning methods side by side — the fine-tune is full (lowest validation loss)" in md
-    assert "| LoRA | 0.341 % (460,800) | 0.900 | [0.740, 0.970] | 0.4123 | 181 | 61.0 | 52.1 | -15 % | 80.5 | 1.61 |" in md
-    assert "| full | 100 % (134,515,008) |" in md and "RuntimeError: &lt;boom&gt;" in md
+    assert "## Fine-tuning methods side by side — Full fine-tune chosen: lowest validation loss" in md
+    assert "| LoRA fine-tune | 0.341 % (460,800) | 0.900 | [0.740, 0.970] | 0.4123 | 181 | 61.0 | 52.1 | -15 % | 80.5 | 1.61 |" in md
+    assert "| Full fine-tune | 100 % (134,515,008) |" in md and "RuntimeError: &lt;boom&gt;" in md
     assert "method full |" in md  # the pipelines table says which method "the fine-tune" is
     assert "the cost model for CPU (6·N·D full, 4·N·D the others)" in md and "1.20–1.30" in md
     page = html.render(report, predictions=preds)
@@ -380,7 +381,8 @@ def test_the_family_table_is_in_every_report_format_only_when_several_methods_ra
         text = console.export_text()
         assert "Fine-tuning methods side by side" in text and "100 %" in text and "0.4123" in text, text
         assert "…" not in text.split("Fine-tuning methods")[1].split("Paired")[0], text  # every cell whole
-        assert "Full fine-tune — provisional" in text and "LoRA fine-tune" not in text, text
+        outside = text.split("Fine-tuning methods side by side")[0] + text.split("Paired")[-1]
+        assert "Full fine-tune — provisional" in text and "LoRA fine-tune" not in outside, text  # only its row
     report["pipelines"]["finetune"]["methods"] = rows[:1]  # one method: today's report, no table
     assert "Fine-tuning methods" not in files.to_markdown(report)
 
@@ -437,13 +439,13 @@ def test_the_methods_table_fits_the_terminal_with_real_figures():
     from test_report_html import full_report
 
     report, _ = full_report()
-    real = [("lora", "LoRA", 0.833333, [0.717685, 0.908867], 0.3414, 460800, 0.22432, 214.3, 50.135, 54.7537, 2.445,
+    real = [("lora", "LoRA fine-tune", 0.833333, [0.717685, 0.908867], 0.3414, 460800, 0.22432, 214.3, 50.135, 54.7537, 2.445,
              0.9, 4.555e-05),
-            ("full", "full", 0.883333, [0.77522, 0.945315], 100.0, 134515008, 0.17271, 141.0, 76.216, 82.1306, 4.243,
+            ("full", "Full fine-tune", 0.883333, [0.77522, 0.945315], 100.0, 134515008, 0.17271, 141.0, 76.216, 82.1306, 4.243,
              0.99, 6.833e-05),
-            ("prompt_tuning", "prompt tuning", 0.783333, [0.662476, 0.870094], 0.0086, 11520, 0.30979, 276.3, 41.347,
+            ("prompt_tuning", "Prompt tuning", 0.783333, [0.662476, 0.870094], 0.0086, 11520, 0.30979, 276.3, 41.347,
              58.2185, 2.016, 0.98, 4.844e-05),
-            ("ia3", "IA³", 0.85, [0.736569, 0.92131], 0.0428, 57600, 0.26879, 229.2, 46.876, 54.7537, 2.084, 0.99,
+            ("ia3", "IA³ fine-tune", 0.85, [0.736569, 0.92131], 0.0428, 57600, 0.26879, 229.2, 46.876, 54.7537, 2.084, 0.99,
              4.555e-05)]
     rows = [{"method": m, "title": t, "status": "ok", "chosen": m == "full", "score": s, "ci": ci, "trainable_pct": pct,
              "trainable_params": n, "final_val_loss": vl, "train_tokens_per_second": tps, "train_seconds": ts,

@@ -292,7 +292,7 @@ def method_rows(report: dict) -> tuple[str, list[str], list[list[str]], str]:
     chosen = next((r.get("title") or r["method"] for r in methods if r.get("chosen")), None)
     heading = "Fine-tuning methods side by side"
     if chosen:
-        heading += f" — the fine-tune is {chosen} ({ft.get('method_choice', '')})"
+        heading += f" — {chosen} chosen: {ft.get('method_choice') or 'the chosen method'}"
     devices = sorted({str(r.get("device")) for r in ok if r.get("device")})
     loads = [r["cpu_load_per_core"] for r in ok if r.get("cpu_load_per_core") is not None]
     hw = ((report.get("costs") or {}).get("hardware") or {}).get("name")
