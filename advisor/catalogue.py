@@ -270,10 +270,11 @@ def _rag_estimate(c: TokenCounts, spec) -> dict | None:
 
 
 def _finetune_estimate(c: TokenCounts, spec) -> dict | None:
+    """The first listed method (finetune.methods): the one a dry run prices; full is 6·N·D."""
     if not c.train_tokens:
         return None
     return {"prompt_tokens": c.zero, "train_tokens": c.train_tokens, "train_seq_len": int(c.train_per_example),
-            "train_batch": spec.finetune.batch_size}
+            "train_batch": spec.finetune.batch_size, "method": spec.finetune.methods[0]}
 
 
 def _rag_finetune_estimate(c: TokenCounts, spec) -> dict | None:

@@ -142,10 +142,12 @@ def _local_rows(spec: TaskSpec, data: TaskData, facts: ModelFacts, c: TokenCount
                                                    **{**common, **kw})
         if "train_tokens" in kw and e.gated:
             rows[e.name]["train_tokens"] = kw["train_tokens"]
+        rows[e.name]["title"] = catalogue.title(e.name, kw.get("method"))
     ft = catalogue.FINETUNE.estimate_inputs(c, spec) if train else None
-    if ft:  # the contrast: the same training with every weight trainable (6·N·D, more memory)
+    if ft and ft.get("method") != "full":  # the contrast: every weight trainable (6·N·D, more memory)
         rows["full_finetune"] = cost.estimate_pipeline_cost(kind="full_finetune", **{**common, **ft})
         rows["full_finetune"]["train_tokens"] = ft["train_tokens"]
+        rows["full_finetune"]["title"] = "Full fine-tune (contrast)"
     return rows
 
 

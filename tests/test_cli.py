@@ -72,6 +72,43 @@ def test_estimate_json_prices_every_pipeline(tmp_path):
     assert est["hardware"]["name"] == "L4"
 
 
+def test_estimate_prices_the_first_listed_method_and_prints_whole_cells_by_title(tmp_path):
+    """finetune.methods: [full, lora]: the dry run prices the full fine-tune as "the fine-tune"
+    (6·N·D, every weight's gradients and Adam states), so no second full row is added as the
+    contrast; at any terminal width the table shows titles and whole cells, dropping columns."""
+    from rich.console import Console
+
+    from advisor.report.terminal import estimate_table
+
+    rows = [json.dumps({"text": f"item {i} is {'good' if i % 2 else 'bad'}", "label": "pos" if i % 2 else "neg"}) + "\n"
+            for i in range(40)]
+    (tmp_path / "eval.jsonl").write_text("".join(rows[:20]))
+    (tmp_path / "train.jsonl").write_text("".join(rows[20:]))
+    task = ("name: est\ntype: classification\ndata: {eval: eval.jsonl, train: train.jsonl}\n"
+            "target: {metric: accuracy, min: 0.9}\nbudget: {requests_per_month: 1000}\nhardware: {gpu: L4}\n")
+    (tmp_path / "task.yaml").write_text(task + "finetune: {methods: [full, lora]}\n")
+    (tmp_path / "lora.yaml").write_text(task)
+    full = json.loads(runner.invoke(app, ["estimate", str(tmp_path / "task.yaml"), "--json"]).stdout)
+    lora = json.loads(runner.invoke(app, ["estimate", str(tmp_path / "lora.yaml"), "--json"]).stdout)
+    ft = full["pipelines"]["finetune"]
+    assert "full_finetune" not in full["pipelines"] and ft["title"] == "Full fine-tune" and ft["method"] == "full"
+    assert ft["train_flops"] == lora["pipelines"]["full_finetune"]["train_flops"]  # 6·N·D on the same tokens
+    assert ft["memory_gb"] == lora["pipelines"]["full_finetune"]["memory_gb"]
+    assert lora["pipelines"]["full_finetune"]["title"] == "Full fine-tune (contrast)"
+    for width in (200, 118, 90, 80, 60):
+        console = Console(width=width, record=True)
+        console.print(estimate_table(lora, width))
+        text = console.export_text()
+        table = text.split("params")[1].split("size from")[0]
+        assert "…" not in table, (width, text)
+        for shown in ("Classical baseline", "RAG + fine-tune", "LoRA fine-tune", "Full fine-tune (contrast)",
+                      "setup $", "$ / 1k req"):
+            assert shown in table, (width, shown, text)
+        if width in (200, 80):  # every column has room at 200; at 80 the first dropped is gone
+            assert ("GPU-h / 1k req" in table) == (width == 200), (width, table)
+        assert "this LoRA fine-tune costs" in " ".join(text.split()), width
+
+
 def test_models_lists_bundled():
     res = runner.invoke(app, ["models"])
     assert res.exit_code == 0

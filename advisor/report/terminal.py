@@ -184,20 +184,35 @@ def render(report: dict, console: Console | None = None) -> None:
     console.print(recommendation_panel(report))
 
 
-def _estimate_rows(title: str, pipelines: dict, narrow: bool) -> Table:
+ESTIMATE_COLS = ("pipeline", "prompt tok", "setup GPU-h", "setup $", "GPU-h / 1k req", "$ / 1k req", "monthly $",
+                 "memory GB", "QLoRA GB")
+# dropped first to last when the terminal is too narrow for whole cells: setup $ and $ / 1k req stay
+ESTIMATE_DROP = ("GPU-h / 1k req", "QLoRA GB", "prompt tok", "setup GPU-h", "memory GB", "monthly $")
+
+
+def _estimate_rows(title: str, pipelines: dict, width: int = WIDE) -> Table:
+    """One candidate's priced pipelines, by title; the columns whose whole cells fit `width`
+    (measured on the cells, as the methods table is), never a cut figure."""
+    names = catalogue.titles()
+    rows = [[c.get("title") or names.get(name, name), fmt(c.get("prompt_tokens"), 0),
+             f"{c.get('setup_gpu_hours') or 0:.3g}", fmt_usd(c.get("setup_usd")),
+             f"{c['device_hours_per_1k']:.3g}" if c.get("device_hours_per_1k") is not None else "",
+             fmt_usd(c.get("usd_per_1k_requests")), fmt_usd(c.get("monthly_usd")), fmt(c.get("memory_gb"), 2),
+             fmt(c.get("qlora_memory_gb"), 2) if c.get("qlora_memory_gb") else ""] for name, c in pipelines.items()]
+    keep = [i for i, col in enumerate(ESTIMATE_COLS) if col != "QLoRA GB" or any(r[i] for r in rows)]
+
+    def need(idx: list[int]) -> int:
+        return sum(max([len(ESTIMATE_COLS[i])] + [len(r[i]) for r in rows]) for i in idx) + 3 * len(idx) + 1
+
+    for col in ESTIMATE_DROP:
+        if need(keep) <= width:
+            break
+        keep = [i for i in keep if ESTIMATE_COLS[i] != col]
     table = Table(title=title)
-    cols = (("pipeline", "tok", "GPU-h", "setup $", "GPU-h/1k", "$/1k", "$/month", "GB", "QLoRA GB") if narrow else
-            ("pipeline", "prompt tok", "setup GPU-h", "setup $", "GPU-h / 1k req", "$ / 1k req", "monthly $",
-             "memory GB", "QLoRA GB"))
-    for col in cols:
-        table.add_column(col, justify="left" if col == "pipeline" else "right", no_wrap=True)
-    names = {} if narrow else {**catalogue.titles(), "full_finetune": "Full fine-tune"}
-    for name, c in pipelines.items():
-        table.add_row(names.get(name, name), fmt(c.get("prompt_tokens"), 0), f"{c.get('setup_gpu_hours') or 0:.3g}",
-                      fmt_usd(c.get("setup_usd")),
-                      f"{c['device_hours_per_1k']:.3g}" if c.get("device_hours_per_1k") is not None else "",
-                      fmt_usd(c.get("usd_per_1k_requests")), fmt_usd(c.get("monthly_usd")), fmt(c.get("memory_gb"), 2),
-                      fmt(c.get("qlora_memory_gb"), 2) if c.get("qlora_memory_gb") else "")
+    for i in keep:
+        table.add_column(ESTIMATE_COLS[i], justify="left" if i == 0 else "right", no_wrap=True)
+    for r in rows:
+        table.add_row(*(escape(r[i]) for i in keep))
     return table
 
 
@@ -205,7 +220,6 @@ def estimate_table(est: dict, width: int = WIDE):
     """One table per candidate (its size, tokenizer and the pretraining contrast beneath)."""
     est = shown(est)  # secrets redacted and terminal escapes removed from everything shown
     hw = est["hardware"]
-    narrow = width < 100
     head = (f"Estimate for {est['task']} on {hw['name']} (${hw['usd_per_hour']:.2f}/h), "
             f"{est['requests_per_month']:,} requests/month — {est['note']}")
     cands = est.get("candidates") or [{"model": est.get("base_model"), "pipelines": est["pipelines"],
@@ -218,13 +232,13 @@ def estimate_table(est: dict, width: int = WIDE):
             if c.get("active_params") and c["active_params"] != c["n_params"]:
                 size += f" ({c['active_params'] / 1e9:.2f}B active)"
         kind = " (endpoint)" if c.get("kind") == "endpoint" else ""
-        parts.append(_estimate_rows(f"{escape(str(c['model']))}{kind}{size}", c["pipelines"], narrow))
+        parts.append(_estimate_rows(f"{escape(str(c['model']))}{kind}{size}", c["pipelines"], width))
         extra = []
         if c.get("facts"):
             extra.append(f"size from: {c['facts']['source']}")
         if c.get("tokenizer"):
             extra.append(f"tokens: {c['tokenizer']}")
-        line = pretraining_line(c.get("pretraining"))
+        line = pretraining_line(c.get("pretraining"), finetune_phrase({"pipelines": c["pipelines"]}))
         if line:
             extra.append(line)
         elif c.get("kind") == "local" and c.get("facts"):
