@@ -147,7 +147,7 @@ def assess(
         None, "--methods", help="Fine-tuning methods side by side, e.g. lora,full,prompt_tuning,ia3; sets finetune.methods."
     ),
 ) -> None:
-    """Run baseline, prompting, RAG and (when needed) LoRA on TASK; write and print the report."""
+    """Run the pipelines on TASK (baseline, prompting, RAG; the fine-tune and RAG + fine-tune when needed); write and print the report."""
     from . import run_folder
     from . import spec as spec_mod
     from .engine import Assessment

@@ -279,6 +279,26 @@ def test_training_time_estimated_vs_measured_in_every_format():
     assert files.training_time_line(report) is None and "estimated vs measured" not in files.to_markdown(report)
 
 
+def test_the_pipelines_table_shows_titles_and_whole_cells_at_every_width():
+    """Titles, not keys, at any width: columns go (seconds, prompt tokens, monthly $, the note)
+    and long titles take two lines before a figure is cut."""
+    from rich.console import Console
+
+    from advisor.report.terminal import pipelines_table
+
+    report, _ = full_report()
+    for width in (200, 118, 100, 80):
+        console = Console(width=width, record=True)
+        console.print(pipelines_table(report, width))
+        text = console.export_text()
+        body = text.split("┡")[1]
+        assert "…" not in body, (width, text)
+        for word in ("Classical", "baseline", "Prompting", "RAG", "fine-tune"):
+            assert word in body, (width, word, text)
+        assert "rag_finetune" not in body and "| finetune" not in body
+        assert ("seconds" in text) == (width == 200), (width, text)
+
+
 def test_comparisons_at_80_columns_keep_every_difference_whole():
     """CI logs and pipes get 80 columns: the Holm-adjusted table must still show each difference
     and its Holm p in full (the raw p stays in report.md), not '+0.1…' stubs."""
@@ -293,6 +313,7 @@ def test_comparisons_at_80_columns_keep_every_difference_whole():
     console = Console(width=80, record=True)
     console.print(comparisons_table({"comparisons": comps}, 80))
     text = console.export_text()
-    for cell in ("prompting", "finetune", "+0.183", "-0.150", "[0.042, 0.317]", "0.0961", "0.3134"):
+    for cell in ("Prompting", "LoRA fine-tune", "+0.183", "-0.150", "[0.042, 0.317]", "0.0961", "0.3134"):
         assert cell in text, (cell, text)
+    assert "Classical" in text and "baseline" in text  # a long title may take two lines, never "Clas…"
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80

@@ -41,22 +41,44 @@ def recommendation_panel(report: dict) -> Panel:
                  border_style=colour)
 
 
-# Below this many columns the full pipelines table wraps every cell into "Clas…" stubs (CI logs
-# and pipes get 80): drop the columns a reader can find in report.md and use short names.
-WIDE = 118
+WIDE = 118  # the width a report is laid out for when no console says otherwise
+
+
+def _cell_len(cell: str) -> int:
+    return Text.from_markup(cell).cell_len
+
+
+Tier = "tuple[tuple[str, ...], tuple[str, ...]]"  # (columns shown, those of them that may wrap)
+
+
+def first_fit(tiers: "Iterable[Tier]", cols: tuple[str, ...], rows: list[list[str]], width: int
+              ) -> "tuple[list[int], tuple[str, ...]]":
+    """(indices, wrapping columns) of the first tier, best first, whose cells fit `width`; else the
+    last tier. Widths are measured on the cells themselves, rich markup left out; a wrapping
+    column needs only its longest word (at least its header's). CI logs and pipes get 80
+    columns: dropping a column, or a title on two lines, beats printing every cell as "Clas…"."""
+    def need(i: int, wraps: tuple[str, ...]) -> int:
+        if cols[i] in wraps:
+            return max([len(cols[i])] + [len(w) for r in rows for w in Text.from_markup(r[i]).plain.split()])
+        return max([len(cols[i])] + [_cell_len(r[i]) for r in rows])
+
+    idx: list[int] = []
+    wraps: tuple[str, ...] = ()
+    for columns, wraps in tiers:
+        idx = [i for i, c in enumerate(cols) if c in columns]
+        if sum(need(i, wraps) for i in idx) + 3 * len(idx) + 1 <= width:
+            break
+    return idx, wraps
 
 
 def pipelines_table(report: dict, width: int = WIDE) -> Table:
     t = report["task"]
-    narrow = width < WIDE
+    pipes = report.get("pipelines")
     table = Table(title=f"Pipelines on {t['n_eval']} eval items (base model {escape(str(report['base_model']))})")
-    cols = ("pipeline", "status", t["metric"], "95% CI", "prompt tok", "seconds", "setup $", "$ / 1k req",
-            "monthly $", "note")
-    keep = {"pipeline", "status", t["metric"], "95% CI", "setup $", "$ / 1k req"} if narrow else set(cols)
-    for col in cols:
-        if col in keep:
-            table.add_column(col, justify="right" if col not in ("pipeline", "status", "note") else "left",
-                             no_wrap=col != "note")
+    metric = t["metric"]
+    cols = ("pipeline", "status", metric, "95% CI", "prompt tok", "seconds", "setup $", "$ / 1k req", "monthly $",
+            "note")
+    rows = []
     for name, p in report["pipelines"].items():
         c, u = p.get("cost") or {}, p.get("usage") or {}
         note = p.get("reason", "") if p["status"] != "ok" else ("reused" if p.get("reused") else "")
@@ -68,15 +90,25 @@ def pipelines_table(report: dict, width: int = WIDE) -> Table:
         score_txt = fmt(mark)
         if mark is not None and mark >= t["target"]:
             score_txt = f"[bold]{score_txt}[/bold]"
-        cells = dict(zip(cols, (
-            name if narrow else title(name, report.get("pipelines")), f"[{STYLE.get(p['status'], '')}]{p['status']}[/]",
-            score_txt, _ci(p.get("ci")),
+        rows.append([
+            escape(title(name, pipes)), f"[{STYLE.get(p['status'], '')}]{p['status']}[/]", score_txt, _ci(p.get("ci")),
             fmt(u.get("prompt_tokens_mean"), 0) if u.get("prompt_tokens_mean") else "—",
             fmt((p.get("timings") or {}).get("total"), 1) if p.get("timings") else "—",
             fmt_usd(c.get("setup_usd")), fmt_usd(c.get("usd_per_1k_requests")), fmt_usd(c.get("monthly_usd")),
             escape(note),  # data, not rich markup ('[/INST]' in a reason)
-        )))
-        table.add_row(*(v for k, v in cells.items() if k in keep))
+        ])
+    core = ("pipeline", "status", metric, "95% CI", "setup $", "$ / 1k req")
+    tiers = [(t, ("note",)) for t in (cols, tuple(c for c in cols if c != "seconds"), core + ("monthly $", "note"),
+                                      core + ("note",), core)]
+    # then long titles ("Constrained decoding") on two lines, then the setup cost left to report.md
+    tiers += [(core, ("pipeline",)), (tuple(c for c in core if c != "setup $"), ("pipeline",))]
+    keep, wraps = first_fit(tiers, cols, rows, width)
+    for i in keep:
+        col = cols[i]
+        table.add_column(col, justify="right" if col not in ("pipeline", "status", "note") else "left",
+                         no_wrap=col not in wraps)
+    for r in rows:
+        table.add_row(*(r[i] for i in keep))
     return table
 
 
@@ -84,19 +116,25 @@ def comparisons_table(report: dict, width: int = WIDE) -> Table | None:
     comps = report.get("comparisons") or []
     if not comps:
         return None
-    narrow = width < WIDE
+    pipes = report.get("pipelines")
     table = Table(title="Paired comparisons (same eval items; significance Holm-adjusted across the table)")
-    # Narrow (80 columns: CI logs, pipes): the Holm p decides significance, so the raw p (in
-    # report.md) is left out and the last column is short, keeping every difference whole.
-    cols = ("a", "b", "b − a", "95% CI") + (("Holm p", "sig.") if narrow else ("p", "Holm p", "significant", "test"))
-    for col in cols:
-        table.add_column(col, no_wrap=True, justify="right" if col in ("b − a", "p", "Holm p") else "left")
-    for c in comps:
-        cells = {"a": c["a_name"], "b": c["b_name"], "b − a": f"{c['diff']:+.3f}", "95% CI": _ci(c.get("ci")),
-                 "p": fmt(c["p_value"], 4), "Holm p": fmt(c.get("p_holm"), 4),
-                 "significant": "yes" if c.get("significant") else "no", "test": c["test"]}
-        cells["sig."] = cells["significant"]
-        table.add_row(*(cells[k] for k in cols))
+    # the Holm p decides significance: when space is short the raw p (in report.md) goes first
+    cols = ("a", "b", "b − a", "95% CI", "p", "Holm p", "significant", "sig.", "test")
+    rows = [[escape(title(c["a_name"], pipes)), escape(title(c["b_name"], pipes)), f"{c['diff']:+.3f}",
+             _ci(c.get("ci")), fmt(c["p_value"], 4), fmt(c.get("p_holm"), 4),
+             "yes" if c.get("significant") else "no", "yes" if c.get("significant") else "no", c["test"]]
+            for c in comps]
+    narrow = ("a", "b", "b − a", "95% CI", "Holm p", "sig.")
+    # long titles ("Classical baseline") take two lines before the CI goes
+    tiers = [(("a", "b", "b − a", "95% CI", "p", "Holm p", "significant", "test"), ()),
+             (("a", "b", "b − a", "95% CI", "p", "Holm p", "significant"), ()),
+             (narrow, ()), (narrow, ("a", "b")), (("a", "b", "b − a", "Holm p", "sig."), ("a", "b"))]
+    keep, wraps = first_fit(tiers, cols, rows, width)
+    for i in keep:
+        table.add_column(cols[i], no_wrap=cols[i] not in wraps,
+                         justify="right" if cols[i] in ("b − a", "p", "Holm p") else "left")
+    for r in rows:
+        table.add_row(*(r[i] for i in keep))
     return table
 
 
@@ -191,28 +229,21 @@ ESTIMATE_DROP = ("GPU-h / 1k req", "QLoRA GB", "prompt tok", "setup GPU-h", "mem
 
 
 def _estimate_rows(title: str, pipelines: dict, width: int = WIDE) -> Table:
-    """One candidate's priced pipelines, by title; the columns whose whole cells fit `width`
-    (measured on the cells, as the methods table is), never a cut figure."""
+    """One candidate's priced pipelines, by title, with the columns whose whole cells fit."""
     names = catalogue.titles()
-    rows = [[c.get("title") or names.get(name, name), fmt(c.get("prompt_tokens"), 0),
+    rows = [[escape(c.get("title") or names.get(name, name)), fmt(c.get("prompt_tokens"), 0),
              f"{c.get('setup_gpu_hours') or 0:.3g}", fmt_usd(c.get("setup_usd")),
              f"{c['device_hours_per_1k']:.3g}" if c.get("device_hours_per_1k") is not None else "",
              fmt_usd(c.get("usd_per_1k_requests")), fmt_usd(c.get("monthly_usd")), fmt(c.get("memory_gb"), 2),
              fmt(c.get("qlora_memory_gb"), 2) if c.get("qlora_memory_gb") else ""] for name, c in pipelines.items()]
-    keep = [i for i, col in enumerate(ESTIMATE_COLS) if col != "QLoRA GB" or any(r[i] for r in rows)]
-
-    def need(idx: list[int]) -> int:
-        return sum(max([len(ESTIMATE_COLS[i])] + [len(r[i]) for r in rows]) for i in idx) + 3 * len(idx) + 1
-
-    for col in ESTIMATE_DROP:
-        if need(keep) <= width:
-            break
-        keep = [i for i in keep if ESTIMATE_COLS[i] != col]
+    present = tuple(col for i, col in enumerate(ESTIMATE_COLS) if col != "QLoRA GB" or any(r[i] for r in rows))
+    tiers = [(tuple(c for c in present if c not in ESTIMATE_DROP[:k]), ()) for k in range(len(ESTIMATE_DROP) + 1)]
+    keep, _ = first_fit(tiers, ESTIMATE_COLS, rows, width)
     table = Table(title=title)
     for i in keep:
         table.add_column(ESTIMATE_COLS[i], justify="left" if i == 0 else "right", no_wrap=True)
     for r in rows:
-        table.add_row(*(escape(r[i]) for i in keep))
+        table.add_row(*(r[i] for i in keep))
     return table
 
 
