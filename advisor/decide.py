@@ -606,6 +606,9 @@ def decide(inp: DecisionInput) -> Decision:
                     pass
     else:
         steps += _next_steps(inp, outs, verdicts, best, mdd)
+        gap = _unproven_gain(best, verdicts, outs, comps, hib)
+        if gap:
+            steps.append(gap)
     for name, o in outs.items():
         if o.status == "failed":
             steps.insert(0, f"fix the {o.shown} failure ({o.reason or 'no reason given'}) and re-run")
@@ -629,6 +632,31 @@ def decide(inp: DecisionInput) -> Decision:
         margin=inp.margin,
         horizon_months=inp.horizon_months,
     )
+
+
+def _unproven_gain(best: Verdict | None, verdicts: dict[str, Verdict], outs: dict[str, PipelineOutcome],
+                   comps: dict[tuple[str, str], PairedComparison], hib: bool) -> str | None:
+    """With nothing meeting the target, the best may still be a dearer step that is not
+    significantly better than a simpler one (RAG + fine-tune over RAG): say how many eval items
+    would tell them apart, from the observed paired differences, before anyone pays for it."""
+    if best is None:
+        return None
+    simpler = [v for n, v in verdicts.items() if _rank(n) < _rank(best.name)
+               and ((v.score < best.score) if hib else (v.score > best.score))]
+    if not simpler:
+        return None
+    r = max(simpler, key=lambda v: v.score if hib else -v.score)
+    c = comps.get((r.name, best.name)) or comps.get((best.name, r.name))
+    a, b = outs[r.name], outs[best.name]
+    if c is None or c.significant or not a.per_example or not b.per_example or a.score_fn or b.score_fn:
+        return None
+    try:
+        need = items_needed_for_pair(a.per_example, b.per_example)
+    except ValueError:
+        return None
+    p = c.p_holm if c.p_holm is not None else c.p_value
+    return (f"to tell {best.title} from the simpler {r.title} ({_n(best.score)} vs {_n(r.score)}, Holm p={p:.2g} "
+            f"at n={len(b.per_example)}): about {need:,} eval items (80% power, from the observed paired differences)")
 
 
 def _expected(name: str) -> bool:

@@ -205,6 +205,34 @@ def test_sentences_call_pipelines_by_their_titles_and_a_family_by_its_chosen_mem
     assert not any(w in line for line in d.reasons + d.next_steps for w in ("finetune", "prompting", " rag"))
 
 
+def test_a_dearer_best_not_proven_over_a_simpler_one_gets_the_eval_size_that_would_tell():
+    """Nothing meets the target; RAG + fine-tune scores best but is not significantly above RAG
+    (as on the bundled example): the next steps say how many items would separate them, sized
+    from the observed per-item differences: n = ((z_.975 + z_.8) * sd(d) / mean(d))^2."""
+    import math
+
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rag = rng.uniform(0, 0.6, 40).round(3)
+    rf = np.clip(rag + rng.normal(0.06, 0.25, 40), 0, 1).round(3)
+    outs = [PipelineOutcome("prompting", "ok", 0.05, None, [0.05] * 40),
+            PipelineOutcome("rag", "ok", float(rag.mean()), None, rag.tolist()),
+            PipelineOutcome("rag_finetune", "ok", float(rf.mean()), None, rf.tolist())]
+    d = decide(inp(*outs, target=0.9))
+    d_i = rf - rag
+    by_hand = math.ceil(((st.norm.ppf(0.975) + st.norm.ppf(0.8)) * d_i.std(ddof=1) / d_i.mean()) ** 2)
+    rag_vs_rf = next(c for c in d.comparisons if (c["a_name"], c["b_name"]) == ("rag", "rag_finetune"))
+    assert d.choice == "none" and d.best == "rag_finetune" and not rag_vs_rf["significant"]
+    step = next(s for s in d.next_steps if s.startswith("to tell RAG + fine-tune from the simpler RAG"))
+    assert f"about {by_hand:,} eval items" in step and "at n=40" in step, (by_hand, step)
+    # a significant gain needs no such step
+    strong = np.clip(rag + 0.3, 0, 1)
+    d2 = decide(inp(outs[0], outs[1], PipelineOutcome("rag_finetune", "ok", float(strong.mean()), None,
+                                                      strong.tolist()), target=0.95))
+    assert d2.choice == "none" and not any(s.startswith("to tell") for s in d2.next_steps)
+
+
 def test_no_sentence_is_printed_twice():
     d = decide(inp(ok("baseline", 70), ok("prompting", 90, usd_per_1k=0.5), ok("rag", 92, usd_per_1k=0.6),
                    ok("finetune", 99, setup_usd=1, usd_per_1k=0.1), requests_per_month=1000))
