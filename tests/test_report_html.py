@@ -297,6 +297,8 @@ def test_the_pipelines_table_shows_titles_and_whole_cells_at_every_width():
             assert word in body, (width, word, text)
         assert "rag_finetune" not in body and "| finetune" not in body
         assert ("seconds" in text) == (width == 200), (width, text)
+    md = files.to_markdown(report)  # report.md's comparisons name pipelines the same way
+    assert "| Prompting | RAG | 0.200 |" in md and "| prompting |" not in md
 
 
 def test_comparisons_at_80_columns_keep_every_difference_whole():

@@ -169,10 +169,11 @@ def to_markdown(report: dict) -> str:
     if report.get("comparisons"):
         lines += ["", "## Paired comparisons (Holm-adjusted across the table)", "",
                   "| a | b | diff (b − a) | 95% CI | p | Holm p | significant | test |", "|---|---|---|---|---|---|---|---|"]
+        pipes = report.get("pipelines")
         for c in report["comparisons"]:
             ci = c.get("ci") or [None, None]
             lines.append(
-                f"| {c['a_name']} | {c['b_name']} | {fmt(c['diff'])} | [{fmt(ci[0])}, {fmt(ci[1])}] | "
+                f"| {title(c['a_name'], pipes)} | {title(c['b_name'], pipes)} | {fmt(c['diff'])} | [{fmt(ci[0])}, {fmt(ci[1])}] | "
                 f"{fmt(c['p_value'], 4)} | {fmt(c.get('p_holm'), 4)} | {'yes' if c.get('significant') else 'no'} | "
                 f"{c['test']} |"
             )
