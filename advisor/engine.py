@@ -1,4 +1,4 @@
-"""Orchestration: task -> stages (baseline, base-model selection, prompting, RAG, LoRA) -> report.
+"""Orchestration: task -> base-model selection -> a stage per catalogue pipeline, simplest first -> report.
 
 Each stage's result is stored as soon as it finishes (see stages.py), so an interrupted run
 loses nothing already computed. Heavy libraries load only when a stage has to be computed:
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, catalogue, cost, decide, metrics, run_folder, stats
+from . import __version__, catalogue, cost, decide, family, metrics, run_folder, stats
 from .data import Example, TaskData, load_task_data
 from .environment import environment, redact
 from .errors import AdvisorError, Interrupted
@@ -560,92 +559,31 @@ class Assessment:
 
     # ------------------------------------------------------------------ a family (the fine-tuning methods)
     def _family(self, store: StageStore, e: "catalogue.PipelineEntry", model: str | None) -> dict:
-        """Each method the task asks for as its own stage (the default method keeps the stage and key
-        it always had, so today's tasks reuse their results), then the family's representative
-        chosen on the train side only (decide.choose_method). The run folder keeps the chosen
-        method's weights only: a full fine-tune's are the model's size."""
+        """Each method the task asks for as its own stage, then the family's result (advisor/family.py)."""
         from pipelines.methods import artifact_dir
 
         methods = list(e.methods(self.spec))
         self.method_results = {}
         for m in methods:
             stage = catalogue.method_stage(e, m)
+            key = family.member_key(e, m, self._base_key(*e.key_sections, model=model), self.spec.finetune)
             self.method_results[m] = self._stage(
-                store, stage, self._method_key(e, m, model),
-                lambda m=m, stage=stage: self._run_pipeline(e.name, model, log_name=stage, method=m),
+                store, stage, key, lambda m=m, stage=stage: self._run_pipeline(e.name, model, log_name=stage, method=m),
                 artifacts=[artifact_dir(m)])
+        out = family.assemble(e, methods, self.method_results, self.out_dir)
         if len(methods) == 1:  # one method (today's LoRA): no family, no table
-            only = self.method_results.pop(methods[0])
-            return only if methods[0] == e.default_method else {**only, "method": methods[0]}
-        ok = {m: r for m, r in self.method_results.items() if r.get("status") == "ok"}
-        chosen, rule = decide.choose_method({m: (r.get("details") or {}).get("final_val_loss") for m, r in ok.items()},
-                                            methods)
-        if chosen is None:  # none ran: the family failed if a method failed, else it was skipped
-            failed = [m for m, r in self.method_results.items() if r.get("status") == "failed"]
-            out = {"status": "failed" if failed else "skipped",
-                   "reason": "; ".join(f"{m}: {r.get('reason', '')}" for m, r in self.method_results.items())}
-        else:
-            out = {**self.method_results[chosen], "notes": [*self.method_results[chosen].get("notes", []),
-                                                            f"method {chosen}: {rule}"]}
-        out.update(method=chosen, method_choice=rule)
-        for art in e.artifacts:
-            if chosen is None or art != artifact_dir(chosen):
-                shutil.rmtree(self.out_dir / art, ignore_errors=True)
-        if chosen and not (self.out_dir / artifact_dir(chosen)).exists():
-            out["notes"].append(f"{chosen}'s trained weights are not in this run folder: its result was reused from a "
-                                "run where another method was chosen (only the chosen one's are kept); "
-                                "rerun with --fresh to train and keep them")
+            self.method_results = {}
         return out
 
-    def _method_key(self, e: "catalogue.PipelineEntry", method: str, model: str | None) -> str:
-        """One method's stage key: the entry's sections without the list of methods (adding a method
-        reuses the others) plus that method's own settings; the default method's key is the one a
-        single-method task always had."""
-        from .spec import METHOD_FIELDS_DEFAULTS
-
-        ft = self.spec.finetune
-        base = self._base_key(*e.key_sections, model=model)
-        for k in METHOD_FIELDS_DEFAULTS:
-            base["spec"]["finetune"].pop(k, None)
-        own: dict[str, Any] = {} if method == e.default_method else {"method": method, "method_lr": ft.lr_for(method)}
-        if method == e.default_method and method in ft.method_lr:
-            own["method_lr"] = ft.lr_for(method)
-        if method == "prompt_tuning":
-            own.update(prompt_tuning_tokens=ft.prompt_tuning_tokens, prompt_tuning_init=ft.prompt_tuning_init)
-        return stage_key(e.name, **base, **own)
-
     def _method_rows(self, store: StageStore, e: "catalogue.PipelineEntry") -> list[dict]:
-        """report.json pipelines.<family>.methods: one row per method, each judged and priced like a
-        pipeline of its own (CI on the target metric, measured vs estimated training time)."""
+        """report.json pipelines.<family>.methods: a row per member, each judged on the target metric."""
         chosen = self.results[e.name].get("method")
         corpus_level = self._corpus_level()
-        rows = []
-        for m, r in self.method_results.items():
-            row: dict[str, Any] = {"method": m, "title": catalogue.title(e.name, m), "status": r["status"], "chosen": m == chosen,
-                                   "reused": store.status.get(catalogue.method_stage(e, m)) == "reused"}
-            if r["status"] != "ok":
-                rows.append({**row, "reason": r.get("reason", "")})
-                continue
-            u, d, c, t = Usage.from_dict(r.get("usage")), r.get("details", {}), r.get("cost", {}), r.get("timings", {})
-            verdict, ci, prob, _, _ = decide.judge(self._outcome(m, r, corpus_level), self.spec.target.min,
-                                                   self.spec.higher_is_better)
-            row.update(
-                score=r.get("score"), ci=[round(x, 6) for x in ci], verdict=verdict, probability=prob, n=r.get("n"),
-                trainable_params=u.trainable_params, total_params=u.extra.get("total_params"),
-                trainable_pct=u.extra.get("trainable_pct"), lr=u.extra.get("lr"), steps=u.extra.get("steps"),
-                final_val_loss=d.get("final_val_loss"), final_train_loss=d.get("final_train_loss"),
-                train_tokens=u.train_tokens_total, train_tokens_per_second=u.extra.get("tokens_per_second"),
-                train_seconds=u.train_seconds, wall_seconds=t.get("total"),
-                peak_memory_gb=u.peak_memory_gb, peak_memory_kind=u.extra.get("peak_memory_kind"),
-                cpu_load_per_core=u.cpu_load_per_core, device=u.device_hardware,
-                train_flops_rule="6·N·D" if m == "full" else "4·N·D",
-                train_seconds_estimated=c.get("train_seconds_estimated_on_measured_device"),
-                estimate_error_pct=c.get("estimate_error_pct"), measured_mfu=c.get("measured_mfu"),
-                memory_gb_estimated=c.get("memory_gb"), train_seconds_estimated_target=c.get("train_seconds_estimated"),
-                setup_usd=c.get("setup_usd"), usd_per_1k_requests=c.get("usd_per_1k_requests"),
-            )
-            rows.append(row)
-        return rows
+        return [family.member_row(
+            e, m, r, chosen=m == chosen, reused=store.status.get(catalogue.method_stage(e, m)) == "reused",
+            judged=decide.judge(self._outcome(m, r, corpus_level), self.spec.target.min, self.spec.higher_is_better)
+            if r["status"] == "ok" else None)
+            for m, r in self.method_results.items()]
 
     def _serving_prompt_tokens(self) -> float:
         """A fine-tuned model is served with the zero-shot prompt (no demos, no passages)."""

@@ -289,13 +289,19 @@ def test_lora_keeps_its_stage_key_when_other_methods_join(family):
     from advisor.stages import StageStore
 
     make, _ = family
+    from advisor.family import member_key
+
     alone, joined = make("[lora]"), make("[lora, ia3]")
     base = "bundled:smollm2-135m-instruct"
-    assert alone._method_key(FT, "lora", base) == joined._method_key(FT, "lora", base)
-    assert joined._method_key(FT, "ia3", base) != joined._method_key(FT, "lora", base)
+
+    def key(a, method):
+        return member_key(FT, method, a._base_key(*FT.key_sections, model=base), a.spec.finetune)
+
+    assert key(alone, "lora") == key(joined, "lora")
+    assert key(joined, "ia3") != key(joined, "lora")
     # ... and it is the key the catalogue loop gives a pipeline without methods
     plain = stage_key("finetune", **alone._base_key(*FT.key_sections, model=base))
-    assert alone._method_key(FT, "lora", base) == plain
+    assert key(alone, "lora") == plain
     one = alone._family(StageStore(alone.out_dir), FT, base)
     assert "method" not in one and not alone.method_results  # a single method is today's fine-tune, no family
 
