@@ -299,6 +299,7 @@ def test_the_pipelines_table_shows_titles_and_whole_cells_at_every_width():
         assert ("seconds" in text) == (width == 200), (width, text)
     md = files.to_markdown(report)  # report.md's comparisons name pipelines the same way
     assert "| Prompting | RAG | 0.200 |" in md and "| prompting |" not in md
+    assert "95% CIs are per pair, not adjusted" in md and "per pair, not adjusted" in html.render(report)
 
 
 def test_comparisons_at_80_columns_keep_every_difference_whole():
@@ -318,4 +319,6 @@ def test_comparisons_at_80_columns_keep_every_difference_whole():
     for cell in ("Prompting", "LoRA fine-tune", "+0.183", "-0.150", "[0.042, 0.317]", "0.0961", "0.3134"):
         assert cell in text, (cell, text)
     assert "Classical" in text and "baseline" in text  # a long title may take two lines, never "Clas…"
+    # the CI column is per pair and the significance Holm's: said under the table, in every format
+    assert "not adjusted" in " ".join(text.split())
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80

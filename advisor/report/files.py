@@ -167,7 +167,7 @@ def to_markdown(report: dict) -> str:
     if t.get("type") == "classification" and t.get("decoding") == "choices":
         lines += ["", f"- Note: {CHOICES_NOTE}."]
     if report.get("comparisons"):
-        lines += ["", "## Paired comparisons (Holm-adjusted across the table)", "",
+        lines += ["", "## Paired comparisons (Holm-adjusted across the table)", "", f"{COMPARISONS_NOTE}.", "",
                   "| a | b | diff (b − a) | 95% CI | p | Holm p | significant | test |", "|---|---|---|---|---|---|---|---|"]
         pipes = report.get("pipelines")
         for c in report["comparisons"]:
@@ -213,6 +213,9 @@ def to_markdown(report: dict) -> str:
 METHODS_NOTE = ("val loss: answer-token cross-entropy on the held-out train slice, the same items for every "
                 "method, which chooses the fine-tune (the eval items do not); peak GB: the process's peak resident "
                 "memory while the method trained (base model included) on a CPU, CUDA's peak allocation on a GPU")
+# said under every comparisons table: the CI column and the "significant" column answer different questions
+COMPARISONS_NOTE = ("95% CIs are per pair, not adjusted; \"significant\" uses the Holm-adjusted p. For mean scores "
+                    "the CI is a bootstrap and the p a sign-flip test: at the margin they can disagree")
 CHOICES_NOTE = ("classification with choices decoding scores each label's likelihood: the output is "
                 "already constrained to the labels, the same kind of workflow constraint as constrained decoding")
 

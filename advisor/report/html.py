@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..environment import shown
-from .files import (fmt, fmt_sig, fmt_usd, judge_cost_line, method_rows, order, quality_rows,
+from .files import (COMPARISONS_NOTE, fmt, fmt_sig, fmt_usd, judge_cost_line, method_rows, order, quality_rows,
                     recommendation_title, title, training_time_line)
 
 WIDE_LABELS = 8
@@ -294,7 +294,7 @@ def _comparisons(report: dict) -> str:
             f"<td>{'yes' if c.get('significant') else 'no'}</td></tr>"
         )
     return ("<section><h2>Paired comparisons</h2><p class='muted'>Same eval items, so item difficulty cancels out; "
-            "diff is b − a; significance is Holm-adjusted across the table.</p>"
+            f"diff is b − a. {e(COMPARISONS_NOTE)}.</p>"
             + _table(["a", "b", "diff", "95% CI", "p", "Holm p", "test", "significant"], rows, right=(2, 3, 4, 5)) + "</section>")
 
 

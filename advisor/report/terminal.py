@@ -13,7 +13,7 @@ from rich.text import Text
 
 from .. import catalogue
 from ..environment import shown
-from .files import (METHOD_COLS, METHOD_TIERS, finetune_phrase, fmt, fmt_sig, fmt_usd,
+from .files import (COMPARISONS_NOTE, METHOD_COLS, METHOD_TIERS, finetune_phrase, fmt, fmt_sig, fmt_usd,
                     judge_cost_line, method_rows, pretraining_line, quality_rows, recommendation_title, title,
                     training_time_line)
 
@@ -117,7 +117,8 @@ def comparisons_table(report: dict, width: int = WIDE) -> Table | None:
     if not comps:
         return None
     pipes = report.get("pipelines")
-    table = Table(title="Paired comparisons (same eval items; significance Holm-adjusted across the table)")
+    table = Table(title="Paired comparisons (same eval items; significance Holm-adjusted across the table)",
+                  caption=COMPARISONS_NOTE)
     # the Holm p decides significance: when space is short the raw p (in report.md) goes first
     cols = ("a", "b", "b − a", "95% CI", "p", "Holm p", "significant", "sig.", "test")
     rows = [[escape(title(c["a_name"], pipes)), escape(title(c["b_name"], pipes)), f"{c['diff']:+.3f}",
