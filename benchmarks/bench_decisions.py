@@ -6,10 +6,11 @@
    * a paired difference of 0/1 items (Newcombe's square-and-add): exact by enumerating the
      multinomial of (both, a only, b only, neither) at n = 40 and 60, Monte Carlo at 200;
      beside it the interval it replaced (exact, conditional on the discordant count);
-   * a pipeline's score and a paired difference for continuous items (token F1 -- BCa
-     bootstrap) and for a corpus-level metric (macro-F1 -- BCa bootstrap over items at
-     Hesterberg's expanded level; beside it plain BCa): Monte Carlo, with the true value known
-     from the simulation.
+   * a pipeline's score for continuous items (token F1 -- BCa bootstrap), a paired difference
+     of them (the sign-flip test inverted; beside it the paired bootstrap it replaced, on
+     shifted and on skewed differences) and a corpus-level metric (macro-F1 -- BCa bootstrap
+     over items at Hesterberg's expanded level; beside it plain BCa): Monte Carlo, with the
+     true value known from the simulation.
 2. Operating characteristics of the decision on simulated pipelines, before (the decide.py
    and stats.py of commit BEFORE, read from git) and after: how often each answer comes out,
    and how often a pipeline whose true score *equals* the target is confirmed (<= 5 %).
@@ -128,23 +129,34 @@ def continuous_coverage(n: int, mean: float, reps: int, seed: int = 0) -> float:
     return hits / reps
 
 
-def continuous_paired_coverage(n: int, mean: float, shift: float, reps: int, seed: int = 0) -> float:
-    """b = a + a per-item shift (clipped): the true difference is estimated from 200k items."""
-    from advisor.stats import paired_bootstrap
+def _paired_f1_items(rng, m: int, mean: float, shift: float, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two pipelines' token-F1-like items on the same m questions. "shift": b = a + N(shift, 0.2),
+    clipped; "skewed": most items unchanged, 22 % gain 0.5-1, 8 % lose 0.5-1 (clipped) — the shape
+    of RAG + fine-tune against RAG on the bundled example."""
+    a = _f1_items(rng, m, mean)
+    if kind == "shift":
+        return a, np.clip(a + rng.normal(shift, 0.2, m), 0, 1)
+    u = rng.random(m)
+    gain, loss = np.clip(a + rng.uniform(0.5, 1.0, m), 0, 1), np.clip(a - rng.uniform(0.5, 1.0, m), 0, 1)
+    return a, np.where(u < 0.22, gain, np.where(u < 0.30, loss, a))
+
+
+def continuous_paired_coverage(n: int, mean: float, shift: float, reps: int, seed: int = 0, kind: str = "shift",
+                               method: str = "sign-flip") -> float:
+    """Coverage of the paired interval for b - a (the true difference estimated from 400k items):
+    the sign-flip test inverted (printed), or the paired bootstrap it replaced."""
+    from advisor.stats import bootstrap_ci, paired_sign_flip
 
     rng = np.random.default_rng(seed)
-
-    def draw(m):
-        a = _f1_items(rng, m, mean)
-        b = np.clip(a + rng.normal(shift, 0.2, m), 0, 1)
-        return a, b
-
-    big_a, big_b = draw(200_000)
+    big_a, big_b = _paired_f1_items(rng, 400_000, mean, shift, kind)
     true = float((big_b - big_a).mean())
     hits = 0
     for r in range(reps):
-        a, b = draw(n)
-        _, (lo, hi), _ = paired_bootstrap(a, b, seed=r, n_resamples=1000)
+        a, b = _paired_f1_items(rng, n, mean, shift, kind)
+        if method == "sign-flip":
+            _, (lo, hi), _ = paired_sign_flip(a, b, seed=r, n_resamples=2000)
+        else:
+            lo, hi = bootstrap_ci(b - a, seed=r, n_resamples=1000)
         hits += lo <= true <= hi
     return hits / reps
 
@@ -283,6 +295,7 @@ def run(quick: bool) -> dict:
 
     reps_mc = 150 if quick else 1000
     reps_boot = 60 if quick else 300
+    reps_pair = 150 if quick else 1000  # the paired token-F1 intervals: cheap, and 0.93 needs +-0.008
     reps_corpus = 200 if quick else 2000  # macro-F1's bootstrap is vectorised: cheap, and 0.93 needs +-0.006
     reps_oc = 300 if quick else 2000
     sizes = (40, 60) if quick else SIZES
@@ -304,9 +317,12 @@ def run(quick: bool) -> dict:
             f"{a}/{b}/rho{r}": round(paired_coverage(n, a, b, r, _conditional_ci, mc), 4) for a, b, r in pairs}
     cov["bootstrap_mean_token_f1"] = {str(n): {str(m): round(continuous_coverage(n, m, reps_boot, seed=n), 4)
                                                for m in (0.5, 0.7)} for n in sizes}
-    cov["paired_bootstrap_token_f1"] = {str(n): {"shift0.05": round(continuous_paired_coverage(n, 0.6, 0.05, reps_boot,
-                                                                                             seed=n), 4)}
-                                        for n in sizes}
+    for name, method in (("paired_sign_flip_token_f1", "sign-flip"), ("paired_bootstrap_token_f1_before", "bootstrap")):
+        cov[name] = {str(n): {"shift0.05": round(continuous_paired_coverage(n, 0.6, 0.05, reps_pair, seed=n,
+                                                                            method=method), 4),
+                              "skewed": round(continuous_paired_coverage(n, 0.35, 0.0, reps_pair, seed=n, kind="skewed",
+                                                                         method=method), 4)}
+                     for n in sizes}
     accs = (0.5, 0.6, 0.85)
     cov["bootstrap_macro_f1"] = {str(n): {str(a): round(corpus_coverage(n, a, reps_corpus, seed=n), 4) for a in accs}
                                  for n in sizes}
@@ -352,6 +368,8 @@ def run(quick: bool) -> dict:
              f"Monte Carlo repetitions: paired n=200 {reps_mc}, token-F1 bootstrap intervals {reps_boot}, "
              f"macro-F1 bootstrap intervals {reps_corpus}, decisions {reps_oc}",
              "*_before rows: the interval each printed interval replaced (Wilson for 0/1 scores; BCa without "
-             "Hesterberg's expansion for macro-F1)",
+             "Hesterberg's expansion for macro-F1; the paired bootstrap for paired token F1)",
+             f"paired token-F1 intervals: {reps_pair} repetitions; 'skewed' mimics RAG + fine-tune vs RAG on the "
+             "bundled example (22 % of items gain 0.5-1, 8 % lose, the rest unchanged)",
              "pipelines' correctness shares a latent item difficulty (correlation 0.5) in the decision simulations"]
     return {"comparisons": comps, "details": details, "notes": notes}

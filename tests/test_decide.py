@@ -305,14 +305,14 @@ def test_no_cost_claim_when_a_cost_is_unknown():
     assert not any("costs more to set up" in r for r in d.reasons)
 
 
-def test_continuous_metric_uses_paired_bootstrap():
+def test_continuous_metric_uses_the_sign_flip_test():
     n = 30
     rag = PipelineOutcome("rag", "ok", 0.5, None, [0.4, 0.5, 0.6] * (n // 3))
     ft = PipelineOutcome("finetune", "ok", 0.9, None, [0.85, 0.9, 0.95] * (n // 3))
     d = decide(DecisionInput(metric="token_f1", target=0.8, outcomes={"rag": rag, "finetune": ft}))
     assert d.choice == "finetune" and d.verdicts["finetune"]["interval"] == "bootstrap"
     c = d.comparisons[0]
-    assert c["test"] == "paired-bootstrap" and c["diff"] == pytest.approx(0.4) and c["significant"]
+    assert c["test"] == "sign-flip" and c["diff"] == pytest.approx(0.4) and c["significant"]
     assert d.mdd is not None and 0 < d.mdd < 0.1
 
 

@@ -41,7 +41,7 @@ def test_real_drop_exits_1_and_noise_exits_0(tmp_path):
     assert noise["exit_code"] == 0 and not noise["regression"], noise["reasons"]
     entry = next(e for e in noise["tasks"][0]["pipelines"] if e["pipeline"] == "prompting")
     assert entry["verdict"] == "no significant change" and entry["n"] == N
-    assert entry["test"] == "paired-bootstrap"  # the baseline is a mean over runs, not 0/1
+    assert entry["test"] == "sign-flip"  # the baseline is a mean over runs, not 0/1
 
     history.record_run(db, report(scores={"prompting": drop(base, 15), "baseline": base_scores(9)}))
     c = regression.compare(db, k=3)

@@ -27,8 +27,8 @@ from advisor.stats import (
     metric_ci,
     mdd_for,
     min_detectable_difference,
-    paired_bootstrap,
     paired_compare,
+    paired_sign_flip,
     score_ci,
     wilson_ci,
 )
@@ -200,32 +200,32 @@ def test_mcnemar_rejects_bad_input():
         mcnemar_exact([0.5, 1], [1, 0])
 
 
-# --- paired bootstrap / permutation ---------------------------------------------------------
+# --- paired sign-flip permutation: p and its inverted interval ---------------------------------------------------------
 
 
-def test_paired_bootstrap_exact_sign_flip_small_n():
+def test_paired_sign_flip_exact_small_n():
     # d = [1,1,1,1]: only the all-plus and all-minus flips reach |mean| = 1 -> p = 2/16.
-    diff, ci, p = paired_bootstrap([0, 0, 0, 0], [1, 1, 1, 1])
+    diff, ci, p = paired_sign_flip([0, 0, 0, 0], [1, 1, 1, 1])
     assert diff == 1.0 and ci == (1.0, 1.0) and p == pytest.approx(2 / 16)
     # d = [0.1, 0.4, 0.1]: only the two uniform sign assignments reach |sum| = 0.6 -> 2/8.
-    diff, ci, p = paired_bootstrap([0.1, 0.5, 0.3], [0.2, 0.9, 0.4])
+    diff, ci, p = paired_sign_flip([0.1, 0.5, 0.3], [0.2, 0.9, 0.4])
     assert diff == pytest.approx(0.2) and p == pytest.approx(0.25)
     assert ci[0] <= 0.2 <= ci[1]
 
 
-def test_paired_bootstrap_zero_difference_gives_p_one():
-    diff, ci, p = paired_bootstrap([0.3, 0.7] * 30, [0.3, 0.7] * 30)
+def test_paired_sign_flip_zero_difference_gives_p_one():
+    diff, ci, p = paired_sign_flip([0.3, 0.7] * 30, [0.3, 0.7] * 30)
     assert diff == 0.0 and ci == (0.0, 0.0) and p == 1.0
     # symmetric differences with mean exactly 0
-    diff, _, p = paired_bootstrap([0.0] * 40, [1.0, -1.0] * 20)
+    diff, _, p = paired_sign_flip([0.0] * 40, [1.0, -1.0] * 20)
     assert diff == 0.0 and p == 1.0
 
 
-def test_paired_bootstrap_monte_carlo_matches_scipy_permutation_test():
+def test_paired_sign_flip_monte_carlo_matches_scipy_permutation_test():
     rng = np.random.default_rng(7)
     a = rng.random(60)
     b = a + rng.normal(0.08, 0.3, 60)
-    diff, ci, p = paired_bootstrap(a, b, n_resamples=20000)
+    diff, ci, p = paired_sign_flip(a, b, n_resamples=20000)
     ref = st.permutation_test(
         (b - a,), lambda d, axis: np.mean(d, axis=axis), permutation_type="samples",
         n_resamples=20000, alternative="two-sided", **{_RNG_KW: np.random.default_rng(1)}
@@ -235,20 +235,56 @@ def test_paired_bootstrap_monte_carlo_matches_scipy_permutation_test():
     assert ci[0] < diff < ci[1]
 
 
-def test_paired_bootstrap_clear_shift_has_small_but_nonzero_p():
+def test_paired_sign_flip_clear_shift_has_small_but_nonzero_p():
     a = np.zeros(200)
     b = np.full(200, 0.1)
     b[::2] = 0.2
-    _, (lo, hi), p = paired_bootstrap(a, b, n_resamples=999)
+    _, (lo, hi), p = paired_sign_flip(a, b, n_resamples=999)
     assert p == pytest.approx(1 / 1000)  # (0 + 1) / (999 + 1)
     assert 0.1 <= lo < hi <= 0.2
 
 
-def test_paired_bootstrap_rejects_misaligned_or_empty():
+def test_the_sign_flip_interval_is_the_test_inverted_checked_with_scipy():
+    """Each bound is where scipy's own sign-flip permutation test of a shifted mean crosses 0.05:
+    just inside, p >= 0.05; just outside, p < 0.05 (exact enumeration at n = 12, so both sides
+    compute the same distribution)."""
+    rng = np.random.default_rng(11)
+    a = rng.random(12)
+    b = np.clip(a + rng.normal(0.15, 0.25, 12), 0, 1)
+    diff, (lo, hi), p = paired_sign_flip(a, b)
+    d = b - a
+
+    def scipy_p(delta):
+        return st.permutation_test((d - delta,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
+                                   n_resamples=np.inf, alternative="two-sided").pvalue
+
+    eps = 1e-6
+    assert lo < diff < hi
+    assert scipy_p(lo + eps) >= 0.05 > scipy_p(lo - eps)
+    assert scipy_p(hi - eps) >= 0.05 > scipy_p(hi + eps)
+    assert p == pytest.approx(scipy_p(0.0))
+
+
+def test_the_sign_flip_interval_excludes_0_exactly_when_p_is_below_alpha():
+    """A bootstrap interval beside a permutation p disagreed on the bundled example (CI
+    +0.006..+0.300 with p = 0.068); one test inverted cannot."""
+    rng = np.random.default_rng(5)
+    disagreements, significant = 0, 0
+    for r in range(300):
+        n = int(rng.integers(8, 90))
+        a = rng.random(n) * (rng.random(n) < 0.6)
+        b = np.clip(a + rng.normal(rng.uniform(-0.1, 0.2), 0.3, n) * (rng.random(n) < 0.5), 0, 1)
+        _, (lo, hi), p = paired_sign_flip(a, b, seed=r, n_resamples=2000)
+        significant += p < 0.05
+        disagreements += (p < 0.05) != (lo > 0 or hi < 0)
+    assert disagreements == 0 and 30 < significant < 270  # both outcomes occur
+
+
+def test_paired_sign_flip_rejects_misaligned_or_empty():
     with pytest.raises(ValueError):
-        paired_bootstrap([1, 2], [1, 2, 3])
+        paired_sign_flip([1, 2], [1, 2, 3])
     with pytest.raises(ValueError):
-        paired_bootstrap([], [])
+        paired_sign_flip([], [])
 
 
 # --- paired_compare -------------------------------------------------------------------------
@@ -325,7 +361,7 @@ def test_nan_scores_are_an_error_not_a_significant_tie():
     with pytest.raises(ValueError, match="NaN"):
         score_ci([0.5, float("nan")])
     with pytest.raises(ValueError, match="NaN"):
-        paired_bootstrap([0.2, 0.4], [0.1, float("inf")])
+        paired_sign_flip([0.2, 0.4], [0.1, float("inf")])
 
 
 def test_holm_matches_statsmodels():
@@ -450,11 +486,11 @@ def test_paired_compare_direction_and_non_significance():
     assert c.p_value == 1.0 and not c.significant
 
 
-def test_paired_compare_continuous_uses_paired_bootstrap():
+def test_paired_compare_continuous_uses_paired_sign_flip():
     a = [0.1, 0.5, 0.3]
     b = [0.2, 0.9, 0.4]
     c = paired_compare(a, b, names=("x", "y"))
-    assert c.test == "paired-bootstrap"
+    assert c.test == "sign-flip"
     assert c.diff == pytest.approx(0.2) and c.p_value == pytest.approx(0.25) and not c.significant
 
 
