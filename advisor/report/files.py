@@ -214,8 +214,8 @@ METHODS_NOTE = ("val loss: answer-token cross-entropy on the held-out train slic
                 "method, which chooses the fine-tune (the eval items do not); peak GB: the process's peak resident "
                 "memory while the method trained (base model included) on a CPU, CUDA's peak allocation on a GPU")
 # said under every comparisons table: the CI column and the "significant" column answer different questions
-COMPARISONS_NOTE = ("95% CIs are per pair, not adjusted; \"significant\" uses the Holm-adjusted p. For mean scores "
-                    "the CI is a bootstrap and the p a sign-flip test: at the margin they can disagree")
+COMPARISONS_NOTE = ("95% CIs are per pair, not adjusted; \"significant\" uses the Holm-adjusted p, so a pair "
+                    "whose CI excludes 0 may still not be significant once the table's other pairs are counted")
 CHOICES_NOTE = ("classification with choices decoding scores each label's likelihood: the output is "
                 "already constrained to the labels, the same kind of workflow constraint as constrained decoding")
 
