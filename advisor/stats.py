@@ -615,7 +615,8 @@ def noninferiority_bound(
     """One-sided (1 - alpha) lower bound of b - a: b is non-inferior to a when it is > -margin.
 
     It is the lower end of the two-sided (1 - 2 alpha) interval the same method gives
-    (Newcombe for 0/1 scores, bootstrap otherwise).
+    (Newcombe for 0/1 scores, the sign-flip test inverted for other per-item scores, the
+    paired bootstrap of a corpus-level metric).
     """
     if fa is not None and fb is not None and n is not None:
         return float(paired_metric_compare(fa, fb, n, alpha=2 * alpha, seed=seed).ci[0])
