@@ -293,7 +293,9 @@ def paired_sign_flip(
                 far = 0.0
                 return _bisect(near, far, inside)
         far = near + side * spread
-        while inside(far):
+        for _ in range(64):  # p falls to its floor (< alpha) as the shift grows: a few doublings
+            if not inside(far):
+                break
             far = near + 2 * (far - near)
         return _bisect(near, far, inside)
 
