@@ -270,11 +270,20 @@ def _rag_estimate(c: TokenCounts, spec) -> dict | None:
 
 
 def _finetune_estimate(c: TokenCounts, spec) -> dict | None:
-    """The first listed method (finetune.methods): the one a dry run prices; full is 6·N·D."""
+    """The first listed method (finetune.methods): the one a dry run prices."""
+    return finetune_estimate(c, spec, spec.finetune.methods[0])
+
+
+def finetune_estimate(c: TokenCounts, spec, method: str) -> dict | None:
+    """Cost inputs of training ``method`` on the task's train pairs: full is 6·N·D, and prompt
+    tuning's virtual tokens run with every training row and every request."""
     if not c.train_tokens:
         return None
-    return {"prompt_tokens": c.zero, "train_tokens": c.train_tokens, "train_seq_len": int(c.train_per_example),
-            "train_batch": spec.finetune.batch_size, "method": spec.finetune.methods[0]}
+    per = c.train_per_example
+    virtual = spec.finetune.prompt_tuning_tokens if method == "prompt_tuning" else 0
+    scale = (per + virtual) / per if per else 1.0
+    return {"prompt_tokens": c.zero + virtual, "train_tokens": c.train_tokens * scale,
+            "train_seq_len": int(per + virtual), "train_batch": spec.finetune.batch_size, "method": method}
 
 
 def _rag_finetune_estimate(c: TokenCounts, spec) -> dict | None:

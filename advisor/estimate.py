@@ -143,10 +143,10 @@ def _local_rows(spec: TaskSpec, data: TaskData, facts: ModelFacts, c: TokenCount
         if "train_tokens" in kw and e.gated:
             rows[e.name]["train_tokens"] = kw["train_tokens"]
         rows[e.name]["title"] = catalogue.title(e.name, kw.get("method"))
-    ft = catalogue.FINETUNE.estimate_inputs(c, spec) if train else None
-    if ft and ft.get("method") != "full":  # the contrast: every weight trainable (6·N·D, more memory)
-        rows["full_finetune"] = cost.estimate_pipeline_cost(kind="full_finetune", **{**common, **ft})
-        rows["full_finetune"]["train_tokens"] = ft["train_tokens"]
+    full = catalogue.finetune_estimate(c, spec, "full") if train else None
+    if full and spec.finetune.methods[0] != "full":  # the contrast: every weight trainable (6·N·D, more memory)
+        rows["full_finetune"] = cost.estimate_pipeline_cost(kind="full_finetune", **{**common, **full})
+        rows["full_finetune"]["train_tokens"] = full["train_tokens"]
         rows["full_finetune"]["title"] = "Full fine-tune (contrast)"
     return rows
 

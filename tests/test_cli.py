@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from advisor import __version__
@@ -95,6 +96,15 @@ def test_estimate_prices_the_first_listed_method_and_prints_whole_cells_by_title
     assert ft["train_flops"] == lora["pipelines"]["full_finetune"]["train_flops"]  # 6·N·D on the same tokens
     assert ft["memory_gb"] == lora["pipelines"]["full_finetune"]["memory_gb"]
     assert lora["pipelines"]["full_finetune"]["title"] == "Full fine-tune (contrast)"
+    # prompt tuning: its 20 virtual tokens run with each of the 20 train pairs in each of the 2
+    # epochs (20 × 20 × 2 = 800 more training tokens) and with every request
+    (tmp_path / "pt.yaml").write_text(task + "finetune: {methods: [prompt_tuning, lora]}\n")
+    pt = json.loads(runner.invoke(app, ["estimate", str(tmp_path / "pt.yaml"), "--json"]).stdout)["pipelines"]
+    lft = lora["pipelines"]["finetune"]
+    assert pt["finetune"]["title"] == "Prompt tuning"
+    assert pt["finetune"]["train_tokens"] == pytest.approx(lft["train_tokens"] + 800)
+    assert pt["finetune"]["prompt_tokens"] == pytest.approx(lft["prompt_tokens"] + 20)
+    assert pt["full_finetune"]["train_tokens"] == pytest.approx(lft["train_tokens"])  # the contrast has no virtual tokens
     for width in (200, 118, 90, 80, 60):
         console = Console(width=width, record=True)
         console.print(estimate_table(lora, width))
