@@ -169,7 +169,6 @@ def to_markdown(report: dict) -> str:
     if report.get("comparisons"):
         lines += ["", "## Paired comparisons (Holm-adjusted across the table)", "", f"{COMPARISONS_NOTE}.", "",
                   "| a | b | diff (b − a) | 95% CI | p | Holm p | significant | test |", "|---|---|---|---|---|---|---|---|"]
-        pipes = report.get("pipelines")
         for c in report["comparisons"]:
             ci = c.get("ci") or [None, None]
             lines.append(

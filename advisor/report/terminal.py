@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from rich.console import Console, Group
 from rich.markup import escape
@@ -51,22 +51,31 @@ def _cell_len(cell: str) -> int:
 Tier = "tuple[tuple[str, ...], tuple[str, ...]]"  # (columns shown, those of them that may wrap)
 
 
-def first_fit(tiers: "Iterable[Tier]", cols: tuple[str, ...], rows: list[list[str]], width: int
-              ) -> "tuple[list[int], tuple[str, ...]]":
-    """(indices, wrapping columns) of the first tier, best first, whose cells fit `width`; else the
-    last tier. Widths are measured on the cells themselves, rich markup left out; a wrapping
-    column needs only its longest word (at least its header's). CI logs and pipes get 80
-    columns: dropping a column, or a title on two lines, beats printing every cell as "Clas…"."""
-    def need(i: int, wraps: tuple[str, ...]) -> int:
+def width_needed(cols: "Sequence[str]", rows: list[list[str]], idx: list[int], wraps: tuple[str, ...] = (),
+                 folds: tuple[str, ...] = ()) -> int:
+    """Terminal columns a table of these columns needs to show every cell whole: each column as
+    wide as its header and cells (rich markup left out), a wrapping column as its longest word, a
+    folding one (its text may break anywhere) as its header; plus rich's borders and padding."""
+    def need(i: int) -> int:
+        if cols[i] in folds:
+            return len(cols[i])
         if cols[i] in wraps:
             return max([len(cols[i])] + [len(w) for r in rows for w in Text.from_markup(r[i]).plain.split()])
         return max([len(cols[i])] + [_cell_len(r[i]) for r in rows])
 
+    return sum(need(i) for i in idx) + 3 * len(idx) + 1
+
+
+def first_fit(tiers: "Iterable[Tier]", cols: tuple[str, ...], rows: list[list[str]], width: int
+              ) -> "tuple[list[int], tuple[str, ...]]":
+    """(indices, wrapping columns) of the first tier, best first, whose cells fit `width`
+    (width_needed); else the last tier. CI logs and pipes get 80 columns: dropping a column, or a
+    title on two lines, beats printing every cell as "Clas…"."""
     idx: list[int] = []
     wraps: tuple[str, ...] = ()
     for columns, wraps in tiers:
         idx = [i for i, c in enumerate(cols) if c in columns]
-        if sum(need(i, wraps) for i in idx) + 3 * len(idx) + 1 <= width:
+        if width_needed(cols, rows, idx, wraps) <= width:
             break
     return idx, wraps
 
@@ -98,8 +107,8 @@ def pipelines_table(report: dict, width: int = WIDE) -> Table:
             escape(note),  # data, not rich markup ('[/INST]' in a reason)
         ])
     core = ("pipeline", "status", metric, "95% CI", "setup $", "$ / 1k req")
-    tiers = [(t, ("note",)) for t in (cols, tuple(c for c in cols if c != "seconds"), core + ("monthly $", "note"),
-                                      core + ("note",), core)]
+    tiers = [(shown_cols, ("note",)) for shown_cols in (cols, tuple(c for c in cols if c != "seconds"),
+                                                        core + ("monthly $", "note"), core + ("note",), core)]
     # then long titles ("Constrained decoding") on two lines, then the setup cost left to report.md
     tiers += [(core, ("pipeline",)), (tuple(c for c in core if c != "setup $"), ("pipeline",))]
     keep, wraps = first_fit(tiers, cols, rows, width)
@@ -162,12 +171,9 @@ def methods_table(report: dict, width: int = WIDE) -> Table | None:
     options = [(tier, full) for tier in METHOD_TIERS for full in (True, False)]
     for tier, full in options:
         idx = [i for i, c in enumerate(METHOD_COLS) if c in tier]
-        cells = [[r[i] if full or i != 1 else r[i].split(" (")[0] for i in idx] for r in rows]
-        # each column as wide as its header and cells; the last one (chosen mark, or a failed
-        # method's reason) wraps, so it counts as its header only
-        need = sum(len(cols[i]) if i == len(METHOD_COLS) - 1 else max([len(cols[i])] + [len(c[k]) for c in cells])
-                   for k, i in enumerate(idx)) + 3 * len(idx) + 1
-        if need <= width:
+        cells = [[escape(c if full or i != 1 else c.split(" (")[0]) for i, c in enumerate(r)] for r in rows]
+        # the last column (chosen mark, or a failed method's reason) folds, so it counts as its header only
+        if width_needed(cols, cells, idx, folds=(cols[-1],)) <= width:
             break
     table = Table(title=escape(heading), caption=escape(note) if width >= 130 else None)
     for i in idx:
@@ -175,7 +181,7 @@ def methods_table(report: dict, width: int = WIDE) -> Table | None:
         table.add_column(cols[i], no_wrap=not last, justify="left" if i == 0 else "right", min_width=6 if last else None,
                          overflow="fold" if last else "ellipsis")
     for r in cells:
-        table.add_row(*(escape(c) for c in r))
+        table.add_row(*(r[i] for i in idx))
     return table
 
 
